@@ -1,0 +1,220 @@
+// Package frame reads and writes Content-Length framed messages, the LSP-style
+// framing that the Copilot SDK and CLI use for JSON-RPC 2.0, and peeks into a
+// message body for the few fields routing needs without decoding it.
+package frame
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Defaults for Limits fields left zero.
+const (
+	DefaultMaxBody       = 64 << 20 // 64 MiB
+	DefaultMaxHeaderLine = 8 << 10  // 8 KiB
+	DefaultMaxHeaders    = 32
+	// readBufferSize is the bufio buffer of a Reader; a header line must fit in it.
+	readBufferSize = 32 << 10
+)
+
+// Sentinel errors a caller branches on. Every error but io.EOF means the
+// stream can no longer be trusted to be in sync and should be closed.
+var (
+	ErrHeaderTooLong   = errors.New("frame: header line over limit")
+	ErrTooManyHeaders  = errors.New("frame: too many header lines")
+	ErrMalformedHeader = errors.New("frame: malformed header")
+	ErrNoLength        = errors.New("frame: missing Content-Length")
+	ErrBodyTooLarge    = errors.New("frame: Content-Length over limit")
+	ErrStalled         = errors.New("frame: peer stalled in the middle of a frame")
+)
+
+// Limits bound what a Reader accepts from its peer. The zero value means the
+// defaults above and no stall timeout.
+type Limits struct {
+	// MaxBody is the largest Content-Length accepted. Zero means DefaultMaxBody.
+	MaxBody int
+	// MaxHeaderLine is the longest header line accepted, terminator included.
+	// Zero means DefaultMaxHeaderLine; values above 32 KiB are capped there.
+	MaxHeaderLine int
+	// FrameTimeout bounds the time from a frame's first byte to its last.
+	// A peer that sends part of a frame and stalls gets ErrStalled. Zero
+	// disables the check. It needs a Deadliner passed to NewReader.
+	FrameTimeout time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBody <= 0 {
+		l.MaxBody = DefaultMaxBody
+	}
+	if l.MaxHeaderLine <= 0 {
+		l.MaxHeaderLine = DefaultMaxHeaderLine
+	}
+	if l.MaxHeaderLine > readBufferSize {
+		l.MaxHeaderLine = readBufferSize
+	}
+	return l
+}
+
+// Deadliner is the part of net.Conn a Reader uses to bound a stalled frame.
+type Deadliner interface {
+	SetReadDeadline(t time.Time) error
+}
+
+// Reader reads one framed message per call. It is not safe for concurrent use;
+// one goroutine owns it.
+type Reader struct {
+	br       *bufio.Reader
+	limits   Limits
+	dl       Deadliner
+	deadline bool // a frame deadline is set on dl and must be cleared
+}
+
+// NewReader returns a Reader over r. dl may be nil; it is used only when
+// limits.FrameTimeout is set.
+func NewReader(r io.Reader, dl Deadliner, limits Limits) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, readBufferSize), limits: limits.withDefaults(), dl: dl}
+}
+
+// Buffered reports how many bytes are read from the peer and not yet returned.
+// A forwarder flushes its writes when this is zero: nothing more is at hand.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// Read returns the next message body in a pooled Buffer that the caller owns
+// and must Release. At a clean end of stream between frames it returns io.EOF;
+// a stream that ends inside a frame gives io.ErrUnexpectedEOF.
+func (r *Reader) Read() (*Buffer, error) {
+	// Wait for the first byte of a frame with no deadline: idle peers are fine.
+	if _, err := r.br.Peek(1); err != nil {
+		return nil, err
+	}
+	n, err := r.readHeader()
+	if err != nil {
+		r.clearDeadline()
+		return nil, err
+	}
+	buf := Get(n)
+	if n > r.br.Buffered() {
+		r.armDeadline()
+	}
+	if _, err := io.ReadFull(r.br, buf.B); err != nil {
+		buf.Release()
+		r.clearDeadline()
+		return nil, r.mapErr(err)
+	}
+	r.clearDeadline()
+	return buf, nil
+}
+
+var contentLength = []byte("content-length")
+
+// readHeader reads header lines up to the empty line and returns Content-Length.
+func (r *Reader) readHeader() (int, error) {
+	length := -1
+	for lines := 0; ; lines++ {
+		if lines >= DefaultMaxHeaders {
+			return 0, ErrTooManyHeaders
+		}
+		line, err := r.readLine()
+		if err != nil {
+			return 0, err
+		}
+		if len(line) == 0 {
+			if length < 0 {
+				return 0, ErrNoLength
+			}
+			return length, nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return 0, fmt.Errorf("%w: header line without a name", ErrMalformedHeader)
+		}
+		if !bytes.EqualFold(bytes.TrimSpace(line[:colon]), contentLength) {
+			continue // Content-Type and any other header are tolerated
+		}
+		v, ok := parseLength(bytes.TrimSpace(line[colon+1:]))
+		if !ok {
+			return 0, fmt.Errorf("%w: bad Content-Length", ErrMalformedHeader)
+		}
+		if v > r.limits.MaxBody {
+			return 0, fmt.Errorf("%w: %d > %d", ErrBodyTooLarge, v, r.limits.MaxBody)
+		}
+		length = v
+	}
+}
+
+// readLine returns one header line without its "\r\n" or "\n". The slice is
+// valid until the next read.
+func (r *Reader) readLine() ([]byte, error) {
+	if bytes.IndexByte(peekBuffered(r.br), '\n') < 0 {
+		r.armDeadline()
+	}
+	line, err := r.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, ErrHeaderTooLong
+		}
+		return nil, r.mapErr(err)
+	}
+	if len(line) > r.limits.MaxHeaderLine {
+		return nil, ErrHeaderTooLong
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+func peekBuffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return b
+}
+
+// parseLength parses a non-negative decimal without allocating.
+func parseLength(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 12 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// armDeadline bounds the rest of the current frame; it is called only when a
+// read may block mid-frame, so whole frames already buffered cost nothing.
+func (r *Reader) armDeadline() {
+	if r.deadline || r.dl == nil || r.limits.FrameTimeout <= 0 {
+		return
+	}
+	r.deadline = true
+	_ = r.dl.SetReadDeadline(time.Now().Add(r.limits.FrameTimeout))
+}
+
+func (r *Reader) clearDeadline() {
+	if !r.deadline {
+		return
+	}
+	r.deadline = false
+	_ = r.dl.SetReadDeadline(time.Time{})
+}
+
+// mapErr turns errors met inside a frame into the package's vocabulary.
+func (r *Reader) mapErr(err error) error {
+	switch {
+	case errors.Is(err, io.EOF):
+		return io.ErrUnexpectedEOF
+	case errors.Is(err, os.ErrDeadlineExceeded) && r.deadline:
+		return ErrStalled
+	}
+	return err
+}
