@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 )
@@ -103,8 +104,9 @@ func (r *Reader) Read() (*Buffer, error) {
 	}
 	if _, err := io.ReadFull(r.br, buf.B); err != nil {
 		buf.Release()
+		err = r.mapErr(err) // before clearDeadline: mapErr needs to know it was armed
 		r.clearDeadline()
-		return nil, r.mapErr(err)
+		return nil, err
 	}
 	r.clearDeadline()
 	return buf, nil
@@ -175,7 +177,9 @@ func peekBuffered(br *bufio.Reader) []byte {
 	return b
 }
 
-// parseLength parses a non-negative decimal without allocating.
+// parseLength parses a non-negative decimal without allocating. A value too
+// large for an int (12 digits overflow a 32-bit int) saturates at math.MaxInt,
+// which no limit admits, rather than wrapping to a small length.
 func parseLength(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 12 {
 		return 0, false
@@ -185,7 +189,12 @@ func parseLength(b []byte) (int, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int(c-'0')
+		d := int(c - '0')
+		if n > (math.MaxInt-d)/10 {
+			n = math.MaxInt
+			continue
+		}
+		n = n*10 + d
 	}
 	return n, true
 }
