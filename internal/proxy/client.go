@@ -1,0 +1,466 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/router"
+)
+
+// clientConn is one SDK connection. Its serve goroutine reads the client and
+// owns everything marked "reader state"; a writer goroutine owns the
+// connection's write side; each upstream has a reader goroutine of its own.
+type clientConn struct {
+	srv  *Server
+	conn net.Conn
+	id   uint64
+	log  hclog.Logger
+	r    *frame.Reader
+	out  chan outFrame
+	done chan struct{} // closed by shutdown: every blocked send gives up
+
+	shutdownOnce sync.Once
+	wg           sync.WaitGroup // writer and upstream readers
+	pending      atomic.Int64   // requests forwarded and not yet answered
+
+	// reader state
+	connected     bool
+	connectParams map[string]json.RawMessage // the client's connect params, token removed
+	sessions      map[string]*session
+	dirty         []*upstream // upstreams written since the last flush
+	routeKey      []byte      // spreads this client's queries over the pool
+
+	mu        sync.Mutex     // guards the fields below
+	regs      []registration // replayed on every upstream opened later
+	upstreams map[string]*upstream
+	s2c       map[uint64]s2cEntry // server→client requests in flight, by proxy id
+	nextS2C   uint64
+}
+
+// session is what the proxy keeps of a session on this connection.
+type session struct {
+	backend *router.Backend
+	// resume holds the params of the client's last session.create or
+	// session.resume: what a resume elsewhere must carry again. Never logged.
+	resume json.RawMessage
+}
+
+// registration is a process-wide registration to replay on new upstreams.
+type registration struct {
+	method string
+	params json.RawMessage
+}
+
+// s2cEntry maps a proxy-chosen id of a server→client request back to the
+// upstream that asked and the id it used.
+type s2cEntry struct {
+	up *upstream
+	id rawID
+}
+
+func newClientConn(s *Server, conn net.Conn) *clientConn {
+	id := s.nextClient.Add(1)
+	c := &clientConn{
+		srv:       s,
+		conn:      conn,
+		id:        id,
+		log:       s.log.With("client", id, "remote", conn.RemoteAddr().String()),
+		out:       make(chan outFrame, s.cfg.QueueFrames),
+		done:      make(chan struct{}),
+		sessions:  make(map[string]*session),
+		upstreams: make(map[string]*upstream),
+		s2c:       make(map[uint64]s2cEntry),
+		routeKey:  strconv.AppendUint([]byte("client-"), id, 10),
+	}
+	c.r = frame.NewReader(conn, conn, s.cfg.Limits)
+	return c
+}
+
+// serve runs the client until it disconnects or breaks the protocol, then
+// tears down its upstreams and waits for every goroutine it started.
+func (c *clientConn) serve() {
+	c.log.Debug("client connected")
+	c.wg.Add(1)
+	go c.writeLoop()
+	err := c.readLoop()
+	switch {
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+		c.log.Debug("client disconnected")
+	default:
+		c.log.Warn("closing client", "error", err)
+	}
+	c.shutdown()
+	c.wg.Wait()
+	// Frames still queued were never written: give their buffers back.
+	for {
+		select {
+		case f := <-c.out:
+			f.buf.Release()
+		default:
+			return
+		}
+	}
+}
+
+// shutdown closes the client and all its upstreams. Safe from any goroutine, more than once.
+func (c *clientConn) shutdown() {
+	c.shutdownOnce.Do(func() {
+		close(c.done)
+		c.conn.Close()
+		c.mu.Lock()
+		ups := make([]*upstream, 0, len(c.upstreams))
+		for _, u := range c.upstreams {
+			ups = append(ups, u)
+		}
+		c.mu.Unlock()
+		for _, u := range ups {
+			u.close()
+		}
+	})
+}
+
+func (c *clientConn) closing() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// readLoop reads and dispatches client frames until an error.
+func (c *clientConn) readLoop() error {
+	var m frame.Meta
+	for {
+		buf, err := c.r.Read()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) || c.closing() {
+				return nil
+			}
+			return err
+		}
+		fatal := c.dispatch(buf, &m)
+		buf.Release()
+		if fatal != nil {
+			c.flushClientSoon()
+			return fatal
+		}
+		if c.r.Buffered() == 0 {
+			c.flushUpstreams()
+		}
+	}
+}
+
+// errBadInput is returned by dispatch for input after which the stream can
+// no longer be trusted; the client is closed.
+var errBadInput = errors.New("client sent a message that is not JSON-RPC")
+
+// dispatch handles one client frame. buf is released by the caller after it
+// returns, so anything kept must be copied.
+func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
+	body := buf.B
+	if err := frame.Scan(body, m); err != nil {
+		c.log.Warn("client frame is not a JSON object", "bytes", len(body))
+		c.replyError(nil, &rpcError{Code: codeParseError, Message: "parse error: body is not a JSON object"})
+		return errBadInput
+	}
+	switch m.Kind {
+	case frame.KindRequest:
+		c.handleRequest(body, m)
+	case frame.KindNotification:
+		c.handleNotification(body, m)
+	case frame.KindResponse:
+		c.handleResponse(body, m)
+	default:
+		if m.ID.Len() > 0 {
+			c.replyError(m.ID.Of(body), &rpcError{Code: codeInvalidRequest, Message: "invalid request: no method, result or error"})
+			return nil
+		}
+		c.log.Warn("client message is neither request, response nor notification", "bytes", len(body))
+		return errBadInput
+	}
+	return nil
+}
+
+func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
+	method := m.Method.Of(body)
+	id := m.ID.Of(body)
+	if !c.connected {
+		if string(method) == "connect" {
+			c.handleConnect(body, m)
+			return
+		}
+		if c.srv.cfg.Token != "" {
+			c.replyError(id, &rpcError{Code: codeAuthRequired, Message: "authentication required: send connect with a token first"})
+			return
+		}
+	}
+	sid, ok := c.sessionID(body, m)
+	route := router.Lookup(method, ok)
+	switch route.Class {
+	case router.ClassLocal:
+		c.handleConnect(body, m)
+	case router.ClassSession:
+		c.forwardSession(body, m, sid)
+	case router.ClassQuery:
+		c.forwardQuery(body, m)
+	case router.ClassAggregate, router.ClassRegistration, router.ClassGlobalWrite:
+		c.fanOut(body, m, route)
+	}
+}
+
+// sessionID returns the message's params.sessionId, unescaped when needed.
+func (c *clientConn) sessionID(body []byte, m *frame.Meta) ([]byte, bool) {
+	if m.SessionID.Len() == 0 {
+		return nil, false
+	}
+	sid := m.SessionID.Of(body)
+	if m.Escaped {
+		var s string
+		if err := json.Unmarshal(body[m.SessionID.Start-1:m.SessionID.End+1], &s); err == nil {
+			return []byte(s), true
+		}
+	}
+	return sid, true
+}
+
+func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
+	if !c.connected && c.srv.cfg.Token != "" {
+		return // as the CLI does: nothing is taken before authentication
+	}
+	if sid, ok := c.sessionID(body, m); ok {
+		b := c.placement(sid, false)
+		if b == nil {
+			return
+		}
+		u, err := c.upstream(b)
+		if err != nil {
+			return
+		}
+		u.write(body)
+		return
+	}
+	// $/cancelRequest and other notifications without a session carry no
+	// route; a request id inside them would be the client's, which no
+	// backend knows, so they are dropped.
+	c.log.Trace("dropping client notification without a session", "method", string(m.Method.Of(body)))
+}
+
+// handleResponse passes a client's answer to a server→client request back to
+// the upstream that asked, with the id it used.
+func (c *clientConn) handleResponse(body []byte, m *frame.Meta) {
+	pid, ok := parseUint(m.ID.Of(body))
+	c.mu.Lock()
+	e, found := c.s2c[pid]
+	if found {
+		delete(c.s2c, pid)
+	}
+	c.mu.Unlock()
+	if !ok || !found {
+		c.log.Debug("client answered an unknown server request", "bytes", len(body))
+		return
+	}
+	e.up.writeWithID(body, m.ID, e.id.Bytes())
+}
+
+// placement returns the backend of a session on this connection: where it
+// was placed, or where the ring puts it (and it stays there for this connection).
+func (c *clientConn) placement(sid []byte, place bool) *router.Backend {
+	if s, ok := c.sessions[string(sid)]; ok {
+		return s.backend
+	}
+	b := c.srv.table.Ring().Lookup(sid)
+	if b != nil && place {
+		c.sessions[string(sid)] = &session{backend: b}
+	}
+	return b
+}
+
+func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
+	method := m.Method.Of(body)
+	id := m.ID.Of(body)
+	b := c.placement(sid, true)
+	if b == nil {
+		c.replyError(id, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true}))
+		return
+	}
+	switch string(method) {
+	case "session.create", "session.resume":
+		s := c.sessions[string(sid)]
+		s.resume = append(s.resume[:0], paramsOf(body)...)
+		c.log.Info("session placed", "session", string(sid), "backend", b.Name, "method", string(method))
+	case "session.delete":
+		delete(c.sessions, string(sid))
+	}
+	c.forward(b, body, m)
+}
+
+// forwardQuery sends a request any backend can answer to one: an upstream
+// this client already has, else the backend the ring gives the client.
+func (c *clientConn) forwardQuery(body []byte, m *frame.Meta) {
+	b := c.anyBackend()
+	if b == nil {
+		c.replyError(m.ID.Of(body), proxyError(codeNoBackend, "no backend available", errorData{Retryable: true}))
+		return
+	}
+	c.forward(b, body, m)
+}
+
+// anyBackend picks a backend for a request without a session.
+func (c *clientConn) anyBackend() *router.Backend {
+	ring := c.srv.table.Ring()
+	c.mu.Lock()
+	for _, u := range c.upstreams {
+		for _, rb := range ring.Backends() {
+			if rb.Name == u.backend.Name {
+				c.mu.Unlock()
+				return u.backend
+			}
+		}
+	}
+	c.mu.Unlock()
+	return ring.Lookup(c.routeKey)
+}
+
+// forward sends a request to b with a proxy-chosen id and remembers the
+// client's id for the answer.
+func (c *clientConn) forward(b *router.Backend, body []byte, m *frame.Meta) {
+	id := m.ID.Of(body)
+	if c.pending.Load() >= int64(c.srv.cfg.MaxPending) {
+		c.replyError(id, proxyError(codeOverloaded, "too many requests in flight", errorData{Retryable: true}))
+		return
+	}
+	u, err := c.upstream(b)
+	if err != nil {
+		c.replyError(id, asRPCError(err, b.Name))
+		return
+	}
+	if err := u.forward(body, m, pendingReq{client: makeRawID(id)}); err != nil {
+		c.replyError(id, asRPCError(err, b.Name))
+	}
+}
+
+// upstream returns this client's connection to b, opening it on first use.
+func (c *clientConn) upstream(b *router.Backend) (*upstream, error) {
+	c.mu.Lock()
+	u := c.upstreams[b.Name]
+	c.mu.Unlock()
+	if u != nil {
+		return u, nil
+	}
+	if c.closing() {
+		return nil, net.ErrClosed
+	}
+	u, err := dialUpstream(c, b)
+	if err != nil {
+		var re *rpcError
+		if !errors.As(err, &re) {
+			c.srv.reportFailure(b, err)
+		}
+		c.log.Warn("cannot open upstream", "backend", b.Name, "error", err)
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.closing() {
+		c.mu.Unlock()
+		u.close()
+		return nil, net.ErrClosed
+	}
+	c.upstreams[b.Name] = u
+	c.mu.Unlock()
+	u.start()
+	return u, nil
+}
+
+// dropUpstream forgets u after it failed, with the server→client requests it had asked.
+func (c *clientConn) dropUpstream(u *upstream) {
+	c.mu.Lock()
+	if c.upstreams[u.backend.Name] == u {
+		delete(c.upstreams, u.backend.Name)
+	}
+	for k, e := range c.s2c {
+		if e.up == u {
+			delete(c.s2c, k)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// registerS2C gives a server→client request an id unique on this client connection.
+func (c *clientConn) registerS2C(u *upstream, id []byte) rawID {
+	c.mu.Lock()
+	c.nextS2C++
+	pid := c.nextS2C
+	c.s2c[pid] = s2cEntry{up: u, id: makeRawID(id)}
+	c.mu.Unlock()
+	return numericID(pid)
+}
+
+func (c *clientConn) markDirty(u *upstream) {
+	for _, d := range c.dirty {
+		if d == u {
+			return
+		}
+	}
+	c.dirty = append(c.dirty, u)
+}
+
+// flushUpstreams sends what the reader wrote to upstreams: called when no
+// more client input is at hand, so writes batch under load.
+func (c *clientConn) flushUpstreams() {
+	for i, u := range c.dirty {
+		if err := u.flush(); err != nil {
+			u.fail(err)
+		}
+		c.dirty[i] = nil
+	}
+	c.dirty = c.dirty[:0]
+}
+
+// flushClientSoon gives the writer a moment to send a last error before close.
+func (c *clientConn) flushClientSoon() {
+	deadline := time.After(100 * time.Millisecond)
+	for len(c.out) > 0 {
+		select {
+		case <-deadline:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// paramsOf returns the raw params value of a small request (create/resume),
+// or nil. It decodes only the envelope.
+func paramsOf(body []byte) json.RawMessage {
+	var env struct {
+		Params json.RawMessage `json:"params"`
+	}
+	if json.Unmarshal(body, &env) != nil {
+		return nil
+	}
+	return env.Params
+}
+
+// reply queues a response built by the proxy.
+func (c *clientConn) reply(id []byte, result json.RawMessage) {
+	c.sendBody(responseBody(id, result, nil))
+}
+
+// replyError queues an error response built by the proxy.
+func (c *clientConn) replyError(id []byte, e *rpcError) {
+	c.sendBody(responseBody(id, nil, e))
+}
+
+func (c *clientConn) sendBody(body []byte) {
+	c.send(outFrame{buf: frame.Copy(body)})
+}

@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+)
+
+// JSON-RPC error codes the proxy answers with. The -3200x handshake codes
+// match the CLI's; the -3203x ones are the proxy's own.
+const (
+	codeParseError     = -32700
+	codeInvalidRequest = -32600
+	codeInternal       = -32603
+	codeAuthRequired   = -32001
+	codeAuthFailed     = -32002
+	codeAuthNotConfig  = -32003
+
+	// codeBackendUnavailable: the backend a request needed could not be
+	// reached or was lost with the request in flight. Retryable.
+	codeBackendUnavailable = -32030
+	// codeNoBackend: no backend is routable at all. Retryable.
+	codeNoBackend = -32031
+	// codeOverloaded: the client has too many requests in flight.
+	codeOverloaded = -32032
+)
+
+// rpcError is a JSON-RPC error object.
+type rpcError struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+func (e *rpcError) Error() string { return e.Message }
+
+// errorData is the data of the proxy's own errors: whether the client may
+// retry, and which backend was concerned.
+type errorData struct {
+	Retryable bool   `json:"retryable"`
+	Backend   string `json:"backend,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func proxyError(code int, msg string, data errorData) *rpcError {
+	d, _ := json.Marshal(data)
+	return &rpcError{Code: code, Message: msg, Data: d}
+}
+
+// asRPCError returns err as a JSON-RPC error for a client: a backend's own
+// JSON-RPC error as it is, anything else as a retryable unavailability of backend.
+func asRPCError(err error, backend string) *rpcError {
+	var re *rpcError
+	if errors.As(err, &re) {
+		return re
+	}
+	return proxyError(codeBackendUnavailable, "backend unavailable", errorData{Retryable: true, Backend: backend, Reason: err.Error()})
+}
+
+// responseBody builds a whole response message; one of result and rerr is set.
+func responseBody(id []byte, result json.RawMessage, rerr *rpcError) []byte {
+	if len(id) == 0 {
+		id = []byte("null")
+	}
+	b := make([]byte, 0, 64+len(result))
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	if rerr != nil {
+		e, _ := json.Marshal(rerr)
+		b = append(b, `,"error":`...)
+		b = append(b, e...)
+	} else {
+		if len(result) == 0 {
+			result = json.RawMessage("null")
+		}
+		b = append(b, `,"result":`...)
+		b = append(b, result...)
+	}
+	return append(b, '}')
+}
+
+// requestBody builds a whole request message with a numeric id.
+func requestBody(id uint64, method string, params json.RawMessage) []byte {
+	nid := numericID(id)
+	b := make([]byte, 0, 64+len(method)+len(params))
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, nid.Bytes()...)
+	b = append(b, `,"method":`...)
+	m, _ := json.Marshal(method)
+	b = append(b, m...)
+	if len(params) > 0 {
+		b = append(b, `,"params":`...)
+		b = append(b, params...)
+	}
+	return append(b, '}')
+}

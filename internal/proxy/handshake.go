@@ -1,0 +1,58 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+
+	"github.com/rpcproxy/rpcproxy/internal/frame"
+)
+
+// handleConnect answers the client's connect as the CLI does (same error
+// codes), with the proxy's own token, and with the pool's connect result
+// (protocolVersion, version, taskKinds) so the SDK sees one server.
+func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
+	id := m.ID.Of(body)
+	var req struct {
+		Params map[string]json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		c.replyError(id, &rpcError{Code: -32602, Message: "invalid connect params"})
+		return
+	}
+	var token string
+	if raw, ok := req.Params["token"]; ok {
+		if err := json.Unmarshal(raw, &token); err != nil {
+			c.replyError(id, &rpcError{Code: -32602, Message: "invalid connect params: token must be a string"})
+			return
+		}
+		delete(req.Params, "token")
+	}
+	want := c.srv.cfg.Token
+	switch {
+	case want != "" && subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1:
+		c.log.Warn("client failed authentication")
+		c.replyError(id, &rpcError{Code: codeAuthFailed, Message: "authentication failed: invalid connection token"})
+		return
+	case want == "" && token != "":
+		c.replyError(id, &rpcError{Code: codeAuthNotConfig, Message: "authentication not configured: this server accepts connections without a token"})
+		return
+	}
+	c.connected = true
+	c.connectParams = req.Params
+	info := c.srv.poolInfo()
+	if info == nil {
+		// No backend has answered a handshake yet: open this client's first
+		// upstream now, which learns the pool's protocol version.
+		if b := c.anyBackend(); b != nil {
+			if _, err := c.upstream(b); err == nil {
+				info = c.srv.poolInfo()
+			}
+		}
+	}
+	if info == nil {
+		c.connected = false
+		c.replyError(id, proxyError(codeNoBackend, "no backend available to answer connect", errorData{Retryable: true}))
+		return
+	}
+	c.reply(id, info)
+}

@@ -1,0 +1,211 @@
+// Package proxy is the serve loop of rpcproxy: it accepts SDK connections,
+// answers the handshake, and multiplexes each client's sessions over
+// upstream connections of its own to the backends the router picks.
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/router"
+)
+
+// Config tunes a Server. Zero fields take the defaults named.
+type Config struct {
+	// Token is what SDK clients must present in connect. Empty accepts every
+	// client (the CLI's behaviour without COPILOT_CONNECTION_TOKEN).
+	Token string
+	// Limits bound frames read from clients and backends.
+	Limits frame.Limits
+	// HandshakeTimeout bounds an upstream connect handshake. Default 10s.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds dialing a backend. Default 5s.
+	DialTimeout time.Duration
+	// WriteTimeout bounds one flush to a peer; a peer that does not read
+	// for this long is closed. Default 30s.
+	WriteTimeout time.Duration
+	// MaxPending caps a client's requests in flight. Default 4096.
+	MaxPending int
+	// QueueFrames is the length of the queue of frames towards one client. Default 1024.
+	QueueFrames int
+	// Logger receives the proxy's logs; nil discards them.
+	Logger hclog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 4096
+	}
+	if c.QueueFrames <= 0 {
+		c.QueueFrames = 1024
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return c
+}
+
+// Health is told of failures the proxy sees on live traffic (passive
+// checks). It may be nil.
+type Health interface {
+	ReportFailure(backend string, err error)
+}
+
+// Server accepts SDK connections and proxies them. Create one with New,
+// run it with Serve, stop it with Close.
+type Server struct {
+	cfg    Config
+	log    hclog.Logger
+	table  *router.Table
+	health Health
+
+	// info is the result of a backend's connect (protocolVersion, version,
+	// taskKinds): the proxy answers its clients' connect with it.
+	info atomic.Pointer[json.RawMessage]
+
+	nextClient atomic.Uint64
+
+	mu       sync.Mutex
+	closed   bool
+	listener net.Listener
+	clients  map[*clientConn]struct{}
+	wg       sync.WaitGroup
+}
+
+// New returns a Server routing over table. health may be nil.
+func New(cfg Config, table *router.Table, health Health) *Server {
+	cfg = cfg.withDefaults()
+	return &Server{cfg: cfg, log: cfg.Logger, table: table, health: health, clients: make(map[*clientConn]struct{})}
+}
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Serve accepts connections on l until Close. It owns l.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listener = l
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off, keep serving.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "error", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		backoff = 0
+		s.startClient(conn)
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+func (s *Server) startClient(conn net.Conn) {
+	c := newClientConn(s, conn)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
+	s.clients[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.clients, c)
+		s.mu.Unlock()
+	}()
+}
+
+// Close stops accepting, closes every client and its upstream connections,
+// and waits for their goroutines. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	if s.listener != nil {
+		s.listener.Close()
+	}
+	clients := make([]*clientConn, 0, len(s.clients))
+	for c := range s.clients {
+		clients = append(clients, c)
+	}
+	s.mu.Unlock()
+	for _, c := range clients {
+		c.shutdown()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Clients reports the number of client connections open.
+func (s *Server) Clients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}
+
+// SetInfo records a backend's connect result, which the proxy's own connect
+// answer repeats. The health checker calls it after a successful probe.
+func (s *Server) SetInfo(result json.RawMessage) {
+	cp := append(json.RawMessage(nil), result...)
+	s.info.Store(&cp)
+}
+
+func (s *Server) poolInfo() json.RawMessage {
+	if p := s.info.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Server) reportFailure(b *router.Backend, err error) {
+	if s.health != nil {
+		s.health.ReportFailure(b.Name, err)
+	}
+}
