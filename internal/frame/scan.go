@@ -69,7 +69,7 @@ func Scan(body []byte, m *Meta) error {
 	hasID := false
 	s.ws()
 	if s.eat('}') {
-		return classify(m, hasID)
+		return s.finish(m, hasID)
 	}
 	for {
 		s.ws()
@@ -83,30 +83,33 @@ func Scan(body []byte, m *Meta) error {
 		}
 		s.ws()
 		start := s.i
+		// A repeated member overwrites the earlier one, as in JSON.parse and
+		// encoding/json: the proxy must see what the peer behind it will see.
 		switch {
-		case !esc && bytes.Equal(key, keyID):
+		case keyIs(key, esc, keyID):
 			if !s.skip() {
 				return ErrNotJSON
 			}
 			hasID = true
 			m.ID = Span{int32(start), int32(s.i)}
-		case !esc && bytes.Equal(key, keyMethod):
+		case keyIs(key, esc, keyMethod):
 			v, vesc, ok := s.str()
 			if !ok {
 				return ErrNotJSON
 			}
 			m.Method = Span{int32(start + 1), int32(start + 1 + len(v))}
-			m.Escaped = m.Escaped || vesc
-		case !esc && bytes.Equal(key, keyParams):
+			s.methodEsc = vesc
+		case keyIs(key, esc, keyParams):
+			m.SessionID, s.sessionEsc = Span{}, false
 			if !s.params(m) {
 				return ErrNotJSON
 			}
-		case !esc && bytes.Equal(key, keyResult):
+		case keyIs(key, esc, keyResult):
 			m.HasResult = true
 			if !s.skip() {
 				return ErrNotJSON
 			}
-		case !esc && bytes.Equal(key, keyError):
+		case keyIs(key, esc, keyError):
 			m.HasError = true
 			if !s.skip() {
 				return ErrNotJSON
@@ -129,10 +132,12 @@ func Scan(body []byte, m *Meta) error {
 	if s.i != len(s.b) {
 		return ErrNotJSON
 	}
-	return classify(m, hasID)
+	return s.finish(m, hasID)
 }
 
-func classify(m *Meta, hasID bool) error {
+// finish sets the fields that depend on the members finally kept.
+func (s *scanner) finish(m *Meta, hasID bool) error {
+	m.Escaped = s.methodEsc || s.sessionEsc
 	switch {
 	case m.Method.End > 0 && hasID:
 		m.Kind = KindRequest
@@ -158,6 +163,80 @@ var (
 type scanner struct {
 	b []byte
 	i int
+	// methodEsc and sessionEsc report escapes in the Method and SessionID kept.
+	methodEsc, sessionEsc bool
+}
+
+// keyIs reports whether the member name key, raw JSON string contents that
+// hold an escape when esc is set, is name once unescaped. Peers may spell a
+// name with escapes ("\u0069d" is "id" to the CLI), so raw bytes are not enough.
+func keyIs(key []byte, esc bool, name []byte) bool {
+	if !esc {
+		return bytes.Equal(key, name)
+	}
+	j := 0
+	for i := 0; i < len(key); j++ {
+		if j >= len(name) {
+			return false
+		}
+		c := key[i]
+		i++
+		if c == '\\' {
+			if i >= len(key) {
+				return false
+			}
+			c = key[i]
+			i++
+			switch c {
+			case '"', '\\', '/':
+			case 'b':
+				c = '\b'
+			case 'f':
+				c = '\f'
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			case 'u':
+				if i+4 > len(key) {
+					return false
+				}
+				r, ok := hex4(key[i : i+4])
+				// The names looked for are ASCII; any other rune cannot match.
+				if !ok || r >= 0x80 {
+					return false
+				}
+				c = byte(r)
+				i += 4
+			default:
+				return false
+			}
+		}
+		if c != name[j] {
+			return false
+		}
+	}
+	return j == len(name)
+}
+
+func hex4(b []byte) (rune, bool) {
+	var r rune
+	for _, c := range b {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 func (s *scanner) ws() {
@@ -227,16 +306,25 @@ func (s *scanner) params(m *Meta) bool {
 			return false
 		}
 		s.ws()
-		if !esc && bytes.Equal(key, keySessionID) && s.i < len(s.b) && s.b[s.i] == '"' {
+		switch {
+		case !keyIs(key, esc, keySessionID):
+			if !s.skip() {
+				return false
+			}
+		case s.i < len(s.b) && s.b[s.i] == '"':
 			start := s.i + 1
 			v, vesc, ok := s.str()
 			if !ok {
 				return false
 			}
 			m.SessionID = Span{int32(start), int32(start + len(v))}
-			m.Escaped = m.Escaped || vesc
-		} else if !s.skip() {
-			return false
+			s.sessionEsc = vesc
+		default:
+			// A later sessionId that is not a string overrides an earlier one.
+			m.SessionID, s.sessionEsc = Span{}, false
+			if !s.skip() {
+				return false
+			}
 		}
 		s.ws()
 		if s.eat(',') {
