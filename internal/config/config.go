@@ -1,0 +1,286 @@
+// Package config is the configuration of rpcproxy: plain structs with a
+// documented default for every field, an HCL file loader that overlays a file
+// on those defaults, the environment and command-line overrides, and a
+// Validate step that names the offending setting.
+//
+// The usual sequence in a main package is:
+//
+//	cfg, err := config.Load(path) // defaults, then the file (if path != ""), then the environment
+//	cfg.Apply(overrides)          // command-line flags win over both
+//	err = cfg.Validate()
+//
+// config.example.hcl at the repository root lists every setting with its
+// default.
+package config
+
+import "time"
+
+// Log levels accepted by Config.LogLevel, lowest first.
+const (
+	LogTrace = "trace"
+	LogDebug = "debug"
+	LogInfo  = "info"
+	LogWarn  = "warn"
+	LogError = "error"
+)
+
+// Gossip profiles accepted by Gossip.Profile.
+const (
+	// ProfileLAN is memberlist's DefaultLANConfig timings.
+	ProfileLAN = "lan"
+	// ProfileFast is a tuned profile with shorter probe and gossip
+	// intervals, for small clusters on one host or one fast network.
+	ProfileFast = "fast"
+)
+
+// Environment variables read by ApplyEnv (and so by Load).
+const (
+	// EnvConnectionToken supplies Config.ConnectionToken when the file and
+	// the defaults leave it empty.
+	EnvConnectionToken = "RPCPROXY_CONNECTION_TOKEN"
+	// EnvGossipKeys supplies Gossip.Encrypt, comma-separated, when the file
+	// leaves it empty.
+	EnvGossipKeys = "RPCPROXY_GOSSIP_KEYS"
+)
+
+// Config is the whole configuration of one rpcproxy process. The zero value
+// is not useful; start from Default or Load.
+type Config struct {
+	// Listen is the TCP address (host:port) SDK clients connect to. An empty
+	// host listens on all interfaces; port 0 picks a free port (tests).
+	// Default ":4321".
+	Listen string
+
+	// LogLevel is the least severe level logged: trace, debug, info, warn or
+	// error. Default "info".
+	LogLevel string
+
+	// LogJSON writes log lines as JSON objects instead of hclog's text
+	// format. Default false.
+	LogJSON bool
+
+	// ConnectionToken is the token SDK clients must present in their
+	// `connect` request. Empty means any client is accepted (the proxy warns
+	// once at start-up). When the file leaves it empty, Load takes it from
+	// the RPCPROXY_CONNECTION_TOKEN environment variable, which keeps the
+	// secret out of files and process listings. Never log it. Default "".
+	ConnectionToken string
+
+	// Limits bound what one client connection may cost the proxy.
+	Limits Limits
+
+	// Upstream configures the proxy's connections to backends.
+	Upstream Upstream
+
+	// Ring configures the consistent-hash ring that places sessions on
+	// backends.
+	Ring Ring
+
+	// Backends are the static backends, headless Copilot CLI servers the
+	// proxy does not start itself. Addresses are unique. Default none.
+	Backends []Backend
+
+	// Pool configures the CLI servers the proxy starts and supervises itself,
+	// in addition to Backends.
+	Pool Pool
+
+	// Health configures active health checks of backends.
+	Health Health
+
+	// Gossip configures cluster membership between rpcproxy instances.
+	Gossip Gossip
+}
+
+// Limits bound the resources one client connection can hold. Every field must
+// be positive unless its documentation says what zero means.
+type Limits struct {
+	// MaxFrameBytes is the largest Content-Length accepted from a peer, in
+	// bytes; a larger frame closes the connection. Default 67108864 (64 MiB).
+	MaxFrameBytes int
+
+	// MaxHeaderLineBytes is the longest frame header line accepted, in bytes,
+	// terminator included. At most 32768 (the frame reader's buffer).
+	// Default 8192.
+	MaxHeaderLineBytes int
+
+	// FrameTimeout is how long a frame may take from its first byte to its
+	// last; a client that stalls mid-frame is disconnected. Zero disables the
+	// check. Default 30s.
+	FrameTimeout time.Duration
+
+	// HandshakeTimeout bounds the upstream `connect` handshake and the wait
+	// for a new client's first frame. Default 10s.
+	HandshakeTimeout time.Duration
+
+	// MaxPendingRequests is the number of requests one client connection may
+	// have in flight (sent, not yet answered). Default 4096.
+	MaxPendingRequests int
+
+	// ClientQueueFrames is the number of frames queued towards one client
+	// before the client is considered stuck and disconnected. Default 4096.
+	ClientQueueFrames int
+}
+
+// Upstream configures connections from the proxy to backends.
+type Upstream struct {
+	// DialTimeout bounds establishing a TCP connection to a backend.
+	// Default 5s.
+	DialTimeout time.Duration
+
+	// RequestTimeout bounds the wait for the answer to one request relayed
+	// to a backend. Zero means no per-request timeout, the right choice for
+	// long-running agent turns. Default 0.
+	RequestTimeout time.Duration
+}
+
+// Ring configures the bounded-load consistent-hash ring
+// (github.com/buraksezer/consistent) that maps session ids to backends.
+type Ring struct {
+	// Partitions is the number of hash partitions; sessions hash to a
+	// partition and partitions are assigned to backends. A prime spreads
+	// keys best. Default 271.
+	Partitions int
+
+	// Replication is the number of virtual nodes per backend on the ring.
+	// Default 20.
+	Replication int
+
+	// Load is the bounded-load factor: no backend owns more than
+	// Load × (average partitions per backend). Must be at least 1, or the
+	// partitions cannot all be placed. Default 1.25.
+	Load float64
+}
+
+// Backend is one static backend: a headless Copilot CLI server listening on
+// TCP.
+type Backend struct {
+	// Address is the backend's host:port; in the file it is the block label.
+	Address string
+
+	// Token is the backend's COPILOT_CONNECTION_TOKEN, sent in the upstream
+	// `connect` only when non-empty. Never log it. Default "".
+	Token string
+
+	// Weight is reserved for weighted placement and is not used yet; it must
+	// be at least 1. Default 1.
+	Weight int
+}
+
+// Pool configures the managed local pool: headless Copilot CLI servers the
+// proxy starts as children, supervises, and adds to the ring.
+type Pool struct {
+	// Spawn is the number of children to start, at most 256. Zero starts
+	// none. Default 0.
+	Spawn int
+
+	// CopilotPath is the CLI executable. Empty means `copilot` looked up on
+	// PATH. Default "".
+	CopilotPath string
+
+	// Home is the COPILOT_HOME directory shared by all children, so that any
+	// of them can resume a session another one created. Empty means the pool
+	// creates one private directory under the OS temporary directory
+	// (os.TempDir) for the life of the process. Default "".
+	Home string
+
+	// Args are extra command-line arguments given to every child, after the
+	// ones the pool itself needs. Default none.
+	Args []string
+}
+
+// Executable returns the CLI to run: CopilotPath, or "copilot" (looked up on
+// PATH) when it is empty.
+func (p Pool) Executable() string {
+	if p.CopilotPath == "" {
+		return "copilot"
+	}
+	return p.CopilotPath
+}
+
+// Health configures active health checks of backends.
+type Health struct {
+	// Interval is the time between two checks of one backend. Default 1s.
+	Interval time.Duration
+
+	// Timeout bounds one check; it may not exceed Interval. Default 1s.
+	Timeout time.Duration
+
+	// Rise is the number of consecutive passing checks that mark a down
+	// backend up. Default 2.
+	Rise int
+
+	// Fall is the number of consecutive failing checks that mark an up
+	// backend down. Default 2.
+	Fall int
+}
+
+// Gossip configures memberlist-based membership between rpcproxy instances.
+type Gossip struct {
+	// Bind is the host:port memberlist listens on (TCP and UDP). The host
+	// must be an IP literal or empty (all interfaces). Empty Bind disables
+	// gossip; Advertise and Join must then be empty too.
+	// Default "127.0.0.1:7946".
+	Bind string
+
+	// Advertise is the IP:port other members use to reach this one. Empty
+	// means memberlist derives it from Bind. Default "".
+	Advertise string
+
+	// Join lists host:port addresses of existing members to join at
+	// start-up. Empty means this instance starts a new cluster.
+	// Default none.
+	Join []string
+
+	// Encrypt lists base64-encoded AES keys of 16, 24 or 32 bytes. The first
+	// encrypts and decrypts; the rest only decrypt, which allows rotating
+	// keys without downtime. Empty means gossip is not encrypted. When the
+	// file leaves it empty, Load takes the list from RPCPROXY_GOSSIP_KEYS
+	// (comma-separated). Never log the keys. Default none.
+	Encrypt []string
+
+	// Profile selects memberlist timings: "lan" (memberlist's
+	// DefaultLANConfig) or "fast" (tuned for quicker failure detection).
+	// Default "lan".
+	Profile string
+}
+
+// Enabled reports whether gossip is configured to run.
+func (g Gossip) Enabled() bool { return g.Bind != "" }
+
+// Default returns the configuration used when no file, environment or flag
+// says otherwise. Every call returns a new value.
+func Default() *Config {
+	return &Config{
+		Listen:   ":4321",
+		LogLevel: LogInfo,
+		Limits: Limits{
+			MaxFrameBytes:      64 << 20,
+			MaxHeaderLineBytes: 8 << 10,
+			FrameTimeout:       30 * time.Second,
+			HandshakeTimeout:   10 * time.Second,
+			MaxPendingRequests: 4096,
+			ClientQueueFrames:  4096,
+		},
+		Upstream: Upstream{
+			DialTimeout: 5 * time.Second,
+		},
+		Ring: Ring{
+			Partitions:  271,
+			Replication: 20,
+			Load:        1.25,
+		},
+		Health: Health{
+			Interval: time.Second,
+			Timeout:  time.Second,
+			Rise:     2,
+			Fall:     2,
+		},
+		Gossip: Gossip{
+			Bind:    "127.0.0.1:7946",
+			Profile: ProfileLAN,
+		},
+	}
+}
+
+// defaultBackendWeight is the weight of a backend that does not set one.
+const defaultBackendWeight = 1

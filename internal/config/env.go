@@ -1,0 +1,33 @@
+package config
+
+import "strings"
+
+// ApplyEnv fills settings the file left empty from the environment, read
+// through getenv (os.Getenv in production, a map lookup in tests):
+//
+//   - ConnectionToken from RPCPROXY_CONNECTION_TOKEN;
+//   - Gossip.Encrypt from RPCPROXY_GOSSIP_KEYS, a comma-separated list of
+//     base64 keys, primary first (blanks around commas are ignored).
+//
+// A value set in the file always wins over the environment. Load calls
+// ApplyEnv; call it yourself only when building a Config without Load.
+func (c *Config) ApplyEnv(getenv func(string) string) {
+	if c.ConnectionToken == "" {
+		c.ConnectionToken = getenv(EnvConnectionToken)
+	}
+	if len(c.Gossip.Encrypt) == 0 {
+		c.Gossip.Encrypt = splitList(getenv(EnvGossipKeys))
+	}
+}
+
+// splitList splits a comma-separated list, trimming blanks and dropping empty
+// items; it returns nil when nothing is left.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

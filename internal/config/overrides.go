@@ -1,0 +1,56 @@
+package config
+
+// Overrides are settings given on the command line. Each one that is set
+// replaces the value from the defaults, the file and the environment; an
+// unset one (empty string, nil) leaves it alone.
+type Overrides struct {
+	// Listen replaces Config.Listen when not empty.
+	Listen string
+
+	// Backends, when not nil, replaces the whole backend list: a --backend
+	// flag given at least once discards the file's backend blocks. Each item
+	// is a host:port, or several separated by commas. A backend the file also
+	// defines (same address) keeps the file's token and weight, so secrets
+	// can stay in the file while the flag picks backends; any other gets no
+	// token and weight 1. A non-nil list with no addresses leaves no static
+	// backends.
+	Backends []string
+
+	// LogLevel replaces Config.LogLevel when not empty.
+	LogLevel string
+
+	// Spawn replaces Pool.Spawn when not nil.
+	Spawn *int
+}
+
+// Apply replaces the settings o sets. It does not validate; call Validate
+// afterwards.
+func (c *Config) Apply(o Overrides) {
+	if o.Listen != "" {
+		c.Listen = o.Listen
+	}
+	if o.LogLevel != "" {
+		c.LogLevel = o.LogLevel
+	}
+	if o.Spawn != nil {
+		c.Pool.Spawn = *o.Spawn
+	}
+	if o.Backends != nil {
+		fromFile := make(map[string]Backend, len(c.Backends))
+		for _, b := range c.Backends {
+			fromFile[addressKey(b.Address)] = b
+		}
+		var backends []Backend
+		for _, item := range o.Backends {
+			for _, addr := range splitList(item) {
+				b, ok := fromFile[addressKey(addr)]
+				if !ok {
+					b = Backend{Weight: defaultBackendWeight}
+				}
+				b.Address = addr
+				backends = append(backends, b)
+			}
+		}
+		c.Backends = backends
+	}
+}

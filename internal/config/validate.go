@@ -1,0 +1,236 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Bounds that Validate enforces beyond "positive".
+const (
+	// maxHeaderLineBytes is the frame reader's buffer size; a longer header
+	// line can never be read.
+	maxHeaderLineBytes = 32 << 10
+	// minHeaderLineBytes leaves room for "Content-Length: <max>\r\n".
+	minHeaderLineBytes = 64
+	// maxSpawn bounds the managed pool.
+	maxSpawn = 256
+)
+
+// FieldError reports one invalid setting. Field is the setting as written in
+// the file, such as "limits.max_frame_bytes" or `backend "10.0.0.1:4322".weight`.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Validate checks every setting and returns all problems found, one
+// *FieldError each, joined; nil means the configuration is usable. It does
+// not require any backend: a proxy may start with none configured.
+func (c *Config) Validate() error {
+	v := &validator{}
+
+	v.address("listen", c.Listen, addrRules{allowPortZero: true})
+	switch c.LogLevel {
+	case LogTrace, LogDebug, LogInfo, LogWarn, LogError:
+	default:
+		v.fail("log_level", "%q is not a level; want trace, debug, info, warn or error", c.LogLevel)
+	}
+
+	l := c.Limits
+	v.positive("limits.max_frame_bytes", l.MaxFrameBytes)
+	if l.MaxHeaderLineBytes < minHeaderLineBytes || l.MaxHeaderLineBytes > maxHeaderLineBytes {
+		v.fail("limits.max_header_line_bytes", "must be between %d and %d, got %d",
+			minHeaderLineBytes, maxHeaderLineBytes, l.MaxHeaderLineBytes)
+	}
+	if l.FrameTimeout < 0 {
+		v.fail("limits.frame_timeout", "must be >= 0 (0 disables), got %v", l.FrameTimeout)
+	}
+	if l.HandshakeTimeout <= 0 {
+		v.fail("limits.handshake_timeout", "must be > 0, got %v", l.HandshakeTimeout)
+	}
+	v.positive("limits.max_pending_requests", l.MaxPendingRequests)
+	v.positive("limits.client_queue_frames", l.ClientQueueFrames)
+
+	if c.Upstream.DialTimeout <= 0 {
+		v.fail("upstream.dial_timeout", "must be > 0, got %v", c.Upstream.DialTimeout)
+	}
+	if c.Upstream.RequestTimeout < 0 {
+		v.fail("upstream.request_timeout", "must be >= 0 (0 means none), got %v", c.Upstream.RequestTimeout)
+	}
+
+	v.positive("ring.partitions", c.Ring.Partitions)
+	v.positive("ring.replication", c.Ring.Replication)
+	// NaN fails this comparison too.
+	if !(c.Ring.Load >= 1) {
+		v.fail("ring.load", "must be >= 1, got %v", c.Ring.Load)
+	}
+
+	seen := make(map[string]string, len(c.Backends))
+	for _, b := range c.Backends {
+		field := fmt.Sprintf("backend %q", b.Address)
+		if !v.address(field, b.Address, addrRules{requireHost: true}) {
+			continue
+		}
+		if b.Weight < 1 {
+			v.fail(field+".weight", "must be >= 1, got %d", b.Weight)
+		}
+		key := addressKey(b.Address)
+		if first, dup := seen[key]; dup {
+			v.fail(field, "duplicate backend address (same as %q)", first)
+			continue
+		}
+		seen[key] = b.Address
+	}
+
+	if c.Pool.Spawn < 0 || c.Pool.Spawn > maxSpawn {
+		v.fail("pool.spawn", "must be between 0 and %d, got %d", maxSpawn, c.Pool.Spawn)
+	}
+
+	h := c.Health
+	if h.Interval <= 0 {
+		v.fail("health.interval", "must be > 0, got %v", h.Interval)
+	}
+	if h.Timeout <= 0 {
+		v.fail("health.timeout", "must be > 0, got %v", h.Timeout)
+	} else if h.Interval > 0 && h.Timeout > h.Interval {
+		v.fail("health.timeout", "must not exceed health.interval (%v), got %v", h.Interval, h.Timeout)
+	}
+	v.positive("health.rise", h.Rise)
+	v.positive("health.fall", h.Fall)
+
+	v.gossip(c.Gossip)
+
+	return errors.Join(v.errs...)
+}
+
+func (v *validator) gossip(g Gossip) {
+	switch g.Profile {
+	case ProfileLAN, ProfileFast:
+	default:
+		v.fail("gossip.profile", "%q is not a profile; want %q or %q", g.Profile, ProfileLAN, ProfileFast)
+	}
+	if !g.Enabled() {
+		// Keys may come from a shared environment, so they are ignored
+		// rather than rejected when gossip is off.
+		if g.Advertise != "" {
+			v.fail("gossip.advertise", "set while gossip is disabled (gossip.bind is empty)")
+		}
+		if len(g.Join) > 0 {
+			v.fail("gossip.join", "set while gossip is disabled (gossip.bind is empty)")
+		}
+		return
+	}
+	v.address("gossip.bind", g.Bind, addrRules{requireIP: true, allowEmptyHost: true, allowPortZero: true})
+	if g.Advertise != "" {
+		v.address("gossip.advertise", g.Advertise, addrRules{requireHost: true, requireIP: true})
+	}
+	for i, addr := range g.Join {
+		v.address(fmt.Sprintf("gossip.join[%d]", i), addr, addrRules{requireHost: true})
+	}
+	keys := make(map[string]int, len(g.Encrypt))
+	for i, key := range g.Encrypt {
+		// The message never includes the key: it is a secret.
+		field := fmt.Sprintf("gossip.encrypt[%d]", i)
+		raw, err := base64.StdEncoding.DecodeString(key)
+		if err != nil {
+			v.fail(field, "not valid base64 (keys come from the file or %s)", EnvGossipKeys)
+			continue
+		}
+		if n := len(raw); n != 16 && n != 24 && n != 32 {
+			v.fail(field, "key is %d bytes; want 16, 24 or 32 (AES-128, -192, -256)", n)
+			continue
+		}
+		if j, dup := keys[string(raw)]; dup {
+			v.fail(field, "same key as gossip.encrypt[%d]", j)
+			continue
+		}
+		keys[string(raw)] = i
+	}
+}
+
+// validator collects field errors.
+type validator struct {
+	errs []error
+}
+
+func (v *validator) fail(field, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) positive(field string, n int) {
+	if n <= 0 {
+		v.fail(field, "must be > 0, got %d", n)
+	}
+}
+
+// addrRules say what a host:port setting may hold.
+type addrRules struct {
+	requireHost    bool // host may not be empty
+	requireIP      bool // a non-empty host must be an IP literal
+	allowEmptyHost bool // documents that "" means all interfaces (default unless requireHost)
+	allowPortZero  bool // port 0 means "any free port"
+}
+
+// address checks a host:port setting and reports whether it is well formed.
+func (v *validator) address(field, addr string, r addrRules) bool {
+	if addr == "" {
+		v.fail(field, "must be host:port, got an empty string")
+		return false
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.fail(field, "must be host:port, got %q: %s", addr, addrProblem(err))
+		return false
+	}
+	ok := true
+	if host == "" && r.requireHost {
+		v.fail(field, "%q has no host", addr)
+		ok = false
+	}
+	if host != "" && r.requireIP && net.ParseIP(host) == nil {
+		v.fail(field, "host %q must be an IP address", host)
+		ok = false
+	}
+	lo := 1
+	if r.allowPortZero {
+		lo = 0
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < lo || n > 65535 {
+		v.fail(field, "port %q must be a number from %d to 65535", port, lo)
+		ok = false
+	}
+	return ok
+}
+
+// addrProblem is the reason in a net.SplitHostPort error, without the
+// address the caller already quotes.
+func addrProblem(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}
+
+// addressKey is the identity of a backend address: host case-folded, port as
+// a number, so "LOCALHOST:04322" and "localhost:4322" are the same backend.
+// An address that does not parse is its own key.
+func addressKey(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		port = strconv.Itoa(n)
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	}
+	return net.JoinHostPort(strings.ToLower(host), port)
+}
