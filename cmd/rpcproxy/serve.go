@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rpcproxy/rpcproxy/internal/config"
+	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/health"
+	"github.com/rpcproxy/rpcproxy/internal/localpool"
+	"github.com/rpcproxy/rpcproxy/internal/proxy"
+	"github.com/rpcproxy/rpcproxy/internal/router"
+)
+
+// loadConfig reads the file (if any), applies the flags and validates.
+func loadConfig(path string, o config.Overrides) (*config.Config, error) {
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	} else {
+		cfg.ApplyEnv(os.Getenv)
+	}
+	cfg.Apply(o)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "rpcproxy",
+		Level:      hclog.LevelFromString(cfg.LogLevel),
+		JSONFormat: cfg.LogJSON,
+		Output:     w,
+	})
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "HCL configuration file (flags override it)")
+	listen := fs.String("listen", "", `address SDK clients connect to (default ":4321")`)
+	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
+	spawn := fs.Int("spawn", -1, "start N headless CLI servers as a managed local pool")
+	var backends listFlag
+	fs.Var(&backends, "backend", "a static backend host:port (repeatable; replaces the file's backends)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	o := config.Overrides{Listen: *listen, LogLevel: *logLevel}
+	if backends.set {
+		o.Backends = backends.values
+	}
+	if *spawn >= 0 {
+		o.Spawn = spawn
+	}
+	cfg, err := loadConfig(*configPath, o)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runProxy(ctx, cfg, log)
+}
+
+// runProxy runs the proxy until ctx ends, then shuts everything down in order.
+func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
+	if len(cfg.Backends) == 0 && cfg.Pool.Spawn == 0 {
+		return errors.New("no backends: give --backend ADDR, --spawn N, or a config file with backend blocks or pool { spawn = N }")
+	}
+	if cfg.ConnectionToken == "" {
+		log.Warn("no connection token configured: connections will be accepted from any client (set connection_token or " + config.EnvConnectionToken + ")")
+	}
+
+	table := router.NewTable(router.RingConfig{
+		Partitions:  cfg.Ring.Partitions,
+		Replication: cfg.Ring.Replication,
+		Load:        cfg.Ring.Load,
+	})
+	var srv *proxy.Server
+	checker := health.New(health.Config{
+		Interval: cfg.Health.Interval,
+		Timeout:  cfg.Health.Timeout,
+		Rise:     cfg.Health.Rise,
+		Fall:     cfg.Health.Fall,
+		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
+		Logger:   log.Named("health"),
+	}, table)
+	defer checker.Close()
+	srv = proxy.New(proxy.Config{
+		Token: cfg.ConnectionToken,
+		Limits: frame.Limits{
+			MaxBody:       cfg.Limits.MaxFrameBytes,
+			MaxHeaderLine: cfg.Limits.MaxHeaderLineBytes,
+			FrameTimeout:  cfg.Limits.FrameTimeout,
+		},
+		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
+		DialTimeout:      cfg.Upstream.DialTimeout,
+		MaxPending:       cfg.Limits.MaxPendingRequests,
+		QueueFrames:      cfg.Limits.ClientQueueFrames,
+		Logger:           log.Named("proxy"),
+	}, table, checker)
+
+	for _, b := range cfg.Backends {
+		if err := checker.Add(&router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token}); err != nil {
+			return err
+		}
+	}
+
+	if cfg.Pool.Spawn > 0 {
+		pool, err := startPool(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		for _, addr := range pool.Addrs() {
+			if err := checker.Add(&router.Backend{Name: addr, Addr: addr}); err != nil {
+				return err
+			}
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("rpcproxy listening", "addr", ln.Addr().String(), "backends", table.Ring().Len())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		srv.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		srv.Close()
+		return err
+	}
+}
+
+// startPool starts the managed local pool of headless CLI servers.
+func startPool(ctx context.Context, cfg *config.Config, log hclog.Logger) (*localpool.Pool, error) {
+	bin, err := localpool.FindBinary(cfg.Pool.Executable())
+	if err != nil {
+		return nil, err
+	}
+	home := cfg.Pool.Home
+	if home == "" {
+		if home, err = os.MkdirTemp("", "rpcproxy-pool-"); err != nil {
+			return nil, fmt.Errorf("pool home: %w", err)
+		}
+	}
+	log.Info("starting local pool", "servers", cfg.Pool.Spawn, "copilot", bin, "home", home)
+	return localpool.Start(ctx, localpool.Config{
+		Count:  cfg.Pool.Spawn,
+		Binary: bin,
+		Args:   cfg.Pool.Args,
+		Home:   home,
+		Logger: log.Named("pool"),
+	})
+}

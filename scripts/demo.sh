@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# make demo: rpcproxy with a managed local pool of 3 headless Copilot CLI
+# servers, a local OpenAI-compatible model stub, and a few SDK sessions driven
+# through the proxy. Prints where each session landed. Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+listen=${DEMO_LISTEN:-127.0.0.1:4321}
+work=$(mktemp -d -t rpcproxy-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# The CLI: the one on PATH, else the pinned npm install under e2e/node.
+if ! command -v copilot >/dev/null 2>&1; then
+  export PATH="$root/e2e/node/node_modules/.bin:$PATH"
+fi
+echo "==> copilot CLI: $(command -v copilot) ($(copilot --version 2>/dev/null | head -1))"
+
+# A local model stub, so sessions run offline (BYOK provider).
+"$root/bin/modelstub" --listen 127.0.0.1:0 >"$work/stub.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q 'http://' "$work/stub.log" && break; sleep 0.1; done
+stub_url=$(grep -o 'http://[0-9.:]*' "$work/stub.log" | head -1)
+echo "==> model stub: $stub_url"
+
+# rpcproxy with a local pool of three headless CLI servers.
+"$root/bin/rpcproxy" serve --spawn 3 --listen "$listen" --log-level info >"$work/proxy.log" 2>&1 &
+pids+=($!)
+echo "==> rpcproxy: starting 3 headless CLI servers (the first start unpacks the CLI; this can take a while)"
+for _ in $(seq 1200); do
+  grep -q 'rpcproxy listening' "$work/proxy.log" && break
+  if ! kill -0 "${pids[-1]}" 2>/dev/null; then cat "$work/proxy.log"; echo "rpcproxy exited" >&2; exit 1; fi
+  sleep 0.1
+done
+grep -q 'rpcproxy listening' "$work/proxy.log" || { cat "$work/proxy.log"; echo "rpcproxy did not start" >&2; exit 1; }
+echo "==> rpcproxy listening on $listen; pool:"
+grep -o 'backend=[0-9.:]*' "$work/proxy.log" | sort -u | sed 's/^/      /' || true
+grep -o 'pool: child ready.*' "$work/proxy.log" | sed 's/^/      /' || true
+
+echo "==> driving SDK sessions through rpcproxy (Node SDK, RuntimeConnection.forUri(\"$listen\"))"
+PROXY_ADDR="$listen" STUB_URL="$stub_url" node "$root/e2e/node/demo.mjs"
+
+echo "==> where each session landed (from rpcproxy's log):"
+grep 'session placed' "$work/proxy.log" | sed -E 's/.*session=([^ ]+) backend=([^ ]+).*/      \1  ->  \2/' | sort -u
+echo "==> sessions per server:"
+grep 'session placed' "$work/proxy.log" | grep -o 'backend=[^ ]*' | sort | uniq -c | sed 's/^/     /'
