@@ -216,6 +216,8 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 		c.forwardQuery(body, m)
 	case router.ClassAggregate, router.ClassRegistration, router.ClassGlobalWrite:
 		c.fanOut(body, m, route)
+	case router.ClassRefused:
+		c.replyError(id, &rpcError{Code: -32601, Message: "method not available through rpcproxy: " + string(method)})
 	}
 }
 

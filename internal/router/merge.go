@@ -34,12 +34,32 @@ type sessionEntry struct {
 	rawTime  string
 }
 
-// sessionEntries decodes a session.list result: an array of objects with
-// sessionId and modifiedTime (other members are kept as they are).
-func sessionEntries(result json.RawMessage) ([]sessionEntry, error) {
+// sessionItems returns the session array of a session.list result: the
+// CLI answers {"sessions":[…]}; a bare array is accepted too.
+func sessionItems(result json.RawMessage) ([]json.RawMessage, error) {
 	var items []json.RawMessage
-	if err := json.Unmarshal(result, &items); err != nil {
-		return nil, fmt.Errorf("router: session list is not an array: %w", err)
+	trimmed := bytes.TrimSpace(result)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(trimmed, &items); err != nil {
+			return nil, fmt.Errorf("router: session list: %w", err)
+		}
+		return items, nil
+	}
+	var obj struct {
+		Sessions []json.RawMessage `json:"sessions"`
+	}
+	if err := json.Unmarshal(trimmed, &obj); err != nil {
+		return nil, fmt.Errorf("router: session list is neither {sessions:[…]} nor an array: %w", err)
+	}
+	return obj.Sessions, nil
+}
+
+// sessionEntries decodes a session.list result into entries with sessionId
+// and modifiedTime (other members are kept as they are).
+func sessionEntries(result json.RawMessage) ([]sessionEntry, error) {
+	items, err := sessionItems(result)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]sessionEntry, 0, len(items))
 	for _, it := range items {
@@ -93,7 +113,11 @@ func mergeSessionList(results []json.RawMessage) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
+	bare := len(results) > 0 && bytes.HasPrefix(bytes.TrimSpace(results[0]), []byte("["))
 	var buf bytes.Buffer
+	if !bare {
+		buf.WriteString(`{"sessions":`)
+	}
 	buf.WriteByte('[')
 	for i, e := range all {
 		if i > 0 {
@@ -102,6 +126,9 @@ func mergeSessionList(results []json.RawMessage) (json.RawMessage, error) {
 		buf.Write(e.raw)
 	}
 	buf.WriteByte(']')
+	if !bare {
+		buf.WriteByte('}')
+	}
 	return buf.Bytes(), nil
 }
 

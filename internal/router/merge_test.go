@@ -43,6 +43,21 @@ func TestMergeSessionList(t *testing.T) {
 	}
 }
 
+func TestMergeSessionListObject(t *testing.T) {
+	// The CLI answers session.list with {"sessions":[…]}.
+	got, err := MergeResults(MergeSessionList, raws(
+		`{"sessions":[{"sessionId":"a","modifiedTime":"2026-11-23T10:00:00Z"}]}`,
+		`{"sessions":[{"sessionId":"b","modifiedTime":"2026-11-23T12:00:00Z"}]}`,
+	), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"sessions":[{"sessionId":"b","modifiedTime":"2026-11-23T12:00:00Z"},{"sessionId":"a","modifiedTime":"2026-11-23T10:00:00Z"}]}`
+	if string(got) != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+}
+
 func TestMergeLastID(t *testing.T) {
 	lists := raws(
 		`[{"sessionId":"x","modifiedTime":"2026-11-23T10:00:00Z"}]`,

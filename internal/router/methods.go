@@ -21,6 +21,8 @@ const (
 	ClassRegistration
 	// ClassGlobalWrite changes every server's configuration: sent to all.
 	ClassGlobalWrite
+	// ClassRefused is answered with an error by the proxy.
+	ClassRefused
 )
 
 func (c Class) String() string {
@@ -37,6 +39,8 @@ func (c Class) String() string {
 		return "registration"
 	case ClassGlobalWrite:
 		return "global-write"
+	case ClassRefused:
+		return "refused"
 	}
 	return "unknown"
 }
@@ -79,27 +83,49 @@ var methods = map[string]Route{
 	"mcp.config.list":          {Class: ClassQuery},
 	"plugins.list":             {Class: ClassQuery},
 
-	"session.list":          {Class: ClassAggregate, Merge: MergeSessionList},
-	"session.getLastId":     {Class: ClassAggregate, Merge: MergeLastID},
-	"sessions.list":         {Class: ClassAggregate, Merge: MergeUnion},
-	"sessions.findByPrefix": {Class: ClassAggregate, Merge: MergeUnion},
-	"sessions.getSizes":     {Class: ClassAggregate, Merge: MergeUnion},
-	"sessions.checkInUse":   {Class: ClassAggregate, Merge: MergeUnion},
+	"session.list":                    {Class: ClassAggregate, Merge: MergeSessionList},
+	"session.getLastId":               {Class: ClassAggregate, Merge: MergeLastID},
+	"sessions.list":                   {Class: ClassAggregate, Merge: MergeUnion},
+	"sessions.findByPrefix":           {Class: ClassAggregate, Merge: MergeUnion},
+	"sessions.getSizes":               {Class: ClassAggregate, Merge: MergeUnion},
+	"sessions.checkInUse":             {Class: ClassAggregate, Merge: MergeUnion},
+	"sessions.findByTaskId":           {Class: ClassAggregate, Merge: MergeUnion},
+	"sessions.listNonEmptySessionIds": {Class: ClassAggregate, Merge: MergeUnion},
 
 	"sessionFs.setProvider":           {Class: ClassRegistration},
 	"llmInference.setProvider":        {Class: ClassRegistration},
 	"registerExtensionLaunchProvider": {Class: ClassRegistration},
 	"plugins.builtin.set":             {Class: ClassRegistration},
 
-	"user.settings.set": {Class: ClassGlobalWrite},
-	"mcp.config.add":    {Class: ClassGlobalWrite},
-	"mcp.config.update": {Class: ClassGlobalWrite},
-	"mcp.config.remove": {Class: ClassGlobalWrite},
-	"mcp.config.set":    {Class: ClassGlobalWrite},
-	"plugins.install":   {Class: ClassGlobalWrite},
-	"plugins.uninstall": {Class: ClassGlobalWrite},
-	"plugins.enable":    {Class: ClassGlobalWrite},
-	"plugins.disable":   {Class: ClassGlobalWrite},
+	"user.settings.set":               {Class: ClassGlobalWrite},
+	"mcp.config.add":                  {Class: ClassGlobalWrite},
+	"mcp.config.update":               {Class: ClassGlobalWrite},
+	"mcp.config.remove":               {Class: ClassGlobalWrite},
+	"mcp.config.set":                  {Class: ClassGlobalWrite},
+	"plugins.install":                 {Class: ClassGlobalWrite},
+	"plugins.uninstall":               {Class: ClassGlobalWrite},
+	"plugins.enable":                  {Class: ClassGlobalWrite},
+	"plugins.disable":                 {Class: ClassGlobalWrite},
+	"plugins.update":                  {Class: ClassGlobalWrite},
+	"plugins.updateAll":               {Class: ClassGlobalWrite},
+	"plugins.marketplaces.add":        {Class: ClassGlobalWrite},
+	"plugins.marketplaces.remove":     {Class: ClassGlobalWrite},
+	"plugins.marketplaces.refresh":    {Class: ClassGlobalWrite},
+	"mcp.config.enable":               {Class: ClassGlobalWrite},
+	"mcp.config.disable":              {Class: ClassGlobalWrite},
+	"mcp.config.reload":               {Class: ClassGlobalWrite},
+	"user.settings.reload":            {Class: ClassGlobalWrite},
+	"skills.config.setDisabledSkills": {Class: ClassGlobalWrite},
+	"skills.config.setSkillDisabled":  {Class: ClassGlobalWrite},
+	"extensions.enable":               {Class: ClassGlobalWrite},
+	"extensions.disable":              {Class: ClassGlobalWrite},
+	"managedSettings.clearCache":      {Class: ClassGlobalWrite},
+	"secrets.addFilterValues":         {Class: ClassGlobalWrite},
+	"sessions.pruneOld":               {Class: ClassGlobalWrite},
+	"sessions.bulkDelete":             {Class: ClassGlobalWrite},
+
+	// Refused: a client behind the proxy must not stop a shared server.
+	"runtime.shutdown": {Class: ClassRefused},
 }
 
 // Lookup returns the route of a method. hasSession reports whether the
