@@ -35,7 +35,7 @@ func (r *splitReader) Read(p []byte) (int, error) {
 	for len(r.cuts) > 0 && r.cuts[0] <= r.off {
 		r.cuts = r.cuts[1:]
 	}
-	if len(r.cuts) > 0 {
+	if len(r.cuts) > 0 && r.cuts[0] < end {
 		end = r.cuts[0]
 	}
 	n := copy(p, r.data[r.off:end])

@@ -1,0 +1,76 @@
+package frame
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// FuzzScan checks that Scan never panics and, on any valid JSON object, finds
+// the id, method and params.sessionId that encoding/json finds. Plain
+// `go test` runs only the seeds; explore with
+//
+//	go test -run x -fuzz FuzzScan -fuzztime 60s ./internal/frame
+func FuzzScan(f *testing.F) {
+	for _, c := range scanCases {
+		f.Add([]byte(c.body))
+	}
+	f.Add(benchEvent(2 << 10))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if err := compareWithJSON(body); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzReader checks that any byte stream gives frames then an error, never
+// a panic, and that frames written by Writer read back whole after it.
+func FuzzReader(f *testing.F) {
+	f.Add([]byte(framed(`{"id":1}`)), uint16(5))
+	f.Add([]byte("content-length: 2\n\n{}Content-Length: 3\r\n\r\n[1]"), uint16(1))
+	f.Add([]byte("Content-Length: 99999999999\r\n\r\n"), uint16(0))
+	f.Add([]byte("X: 1\r\nContent-Length: 4\r\nContent-Type: a\r\n\r\nabcd"), uint16(3))
+	f.Fuzz(func(t *testing.T, stream []byte, cut uint16) {
+		// Arbitrary bytes: frames then an error, never a panic or a buffer
+		// bigger than the limit.
+		limits := Limits{MaxBody: 1 << 10, MaxHeaderLine: 256}
+		r := NewReader(&splitReader{data: stream, cuts: []int{int(cut)}}, nil, limits)
+		for i := 0; ; i++ {
+			buf, err := r.Read()
+			if err != nil {
+				break
+			}
+			if len(buf.B) > limits.MaxBody {
+				t.Fatalf("frame of %d bytes over MaxBody", len(buf.B))
+			}
+			buf.Release()
+			if i > len(stream) {
+				t.Fatal("more frames than bytes")
+			}
+		}
+
+		// The same bytes as a body survive a round trip.
+		var out bytes.Buffer
+		w := NewWriter(&out)
+		if err := w.Write(stream); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		framedLen := out.Len()
+		r = NewReader(&splitReader{data: out.Bytes(), cuts: []int{int(cut) % (framedLen + 1)}}, nil, Limits{})
+		buf, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.B, stream) {
+			t.Fatalf("round trip changed the body")
+		}
+		buf.Release()
+		if _, err := r.Read(); !errors.Is(err, io.EOF) {
+			t.Fatalf("after the frame: %v, want io.EOF", err)
+		}
+	})
+}
