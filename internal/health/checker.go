@@ -207,6 +207,15 @@ func (c *Checker) State(name string) (State, bool) {
 	return h.effective(), true
 }
 
+// Usable reports whether a backend answers: up, or draining (which still
+// serves the sessions it has until they move).
+func (c *Checker) Usable(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.hosts[name]
+	return ok && h.state == StateUp
+}
+
 // Close stops every check goroutine and waits for them. Idempotent.
 func (c *Checker) Close() {
 	c.mu.Lock()

@@ -36,23 +36,15 @@ type clientConn struct {
 	// reader state
 	connected     bool
 	connectParams map[string]json.RawMessage // the client's connect params, token removed
-	sessions      map[string]*session
-	dirty         []*upstream // upstreams written since the last flush
-	routeKey      []byte      // spreads this client's queries over the pool
+	dirty         []*upstream                // upstreams written since the last flush
+	routeKey      []byte                     // spreads this client's queries over the pool
 
 	mu        sync.Mutex     // guards the fields below
 	regs      []registration // replayed on every upstream opened later
+	sessions  map[string]*session
 	upstreams map[string]*upstream
 	s2c       map[uint64]s2cEntry // server→client requests in flight, by proxy id
 	nextS2C   uint64
-}
-
-// session is what the proxy keeps of a session on this connection.
-type session struct {
-	backend *router.Backend
-	// resume holds the params of the client's last session.create or
-	// session.resume: what a resume elsewhere must carry again. Never logged.
-	resume json.RawMessage
 }
 
 // registration is a process-wide registration to replay on new upstreams.
@@ -101,6 +93,7 @@ func (c *clientConn) serve() {
 	}
 	c.shutdown()
 	c.wg.Wait()
+	c.releaseSessions()
 	// Frames still queued were never written: give their buffers back.
 	for {
 		select {
@@ -241,11 +234,11 @@ func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 		return // as the CLI does: nothing is taken before authentication
 	}
 	if sid, ok := c.sessionID(body, m); ok {
-		b := c.placement(sid, false)
-		if b == nil {
+		s := c.session(sid, false)
+		if s == nil {
 			return
 		}
-		u, err := c.upstream(b)
+		u, err := c.upstream(s.backend)
 		if err != nil {
 			return
 		}
@@ -273,38 +266,6 @@ func (c *clientConn) handleResponse(body []byte, m *frame.Meta) {
 		return
 	}
 	e.up.writeWithID(body, m.ID, e.id.Bytes())
-}
-
-// placement returns the backend of a session on this connection: where it
-// was placed, or where the ring puts it (and it stays there for this connection).
-func (c *clientConn) placement(sid []byte, place bool) *router.Backend {
-	if s, ok := c.sessions[string(sid)]; ok {
-		return s.backend
-	}
-	b := c.srv.table.Ring().Lookup(sid)
-	if b != nil && place {
-		c.sessions[string(sid)] = &session{backend: b}
-	}
-	return b
-}
-
-func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
-	method := m.Method.Of(body)
-	id := m.ID.Of(body)
-	b := c.placement(sid, true)
-	if b == nil {
-		c.replyError(id, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true}))
-		return
-	}
-	switch string(method) {
-	case "session.create", "session.resume":
-		s := c.sessions[string(sid)]
-		s.resume = append(s.resume[:0], paramsOf(body)...)
-		c.log.Info("session placed", "session", string(sid), "backend", b.Name, "method", string(method))
-	case "session.delete":
-		delete(c.sessions, string(sid))
-	}
-	c.forward(b, body, m)
 }
 
 // forwardQuery sends a request any backend can answer to one: an upstream

@@ -62,10 +62,14 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Health is told of failures the proxy sees on live traffic (passive
-// checks). It may be nil.
+// Health is the proxy's view of backend states. It may be nil (every
+// backend is then usable).
 type Health interface {
+	// ReportFailure is told of failures seen on live traffic (passive checks).
 	ReportFailure(backend string, err error)
+	// Usable reports whether the backend answers (up or draining): sessions
+	// on a backend that is not usable are moved at once.
+	Usable(backend string) bool
 }
 
 // Server accepts SDK connections and proxies them. Create one with New,
@@ -82,6 +86,9 @@ type Server struct {
 
 	nextClient atomic.Uint64
 
+	placedMu sync.Mutex
+	counts   map[string]int // sessions placed per backend, over all clients
+
 	mu       sync.Mutex
 	closed   bool
 	listener net.Listener
@@ -92,7 +99,8 @@ type Server struct {
 // New returns a Server routing over table. health may be nil.
 func New(cfg Config, table *router.Table, health Health) *Server {
 	cfg = cfg.withDefaults()
-	return &Server{cfg: cfg, log: cfg.Logger, table: table, health: health, clients: make(map[*clientConn]struct{})}
+	return &Server{cfg: cfg, log: cfg.Logger, table: table, health: health,
+		clients: make(map[*clientConn]struct{}), counts: make(map[string]int)}
 }
 
 // ErrServerClosed is returned by Serve after Close.
@@ -207,5 +215,48 @@ func (s *Server) poolInfo() json.RawMessage {
 func (s *Server) reportFailure(b *router.Backend, err error) {
 	if s.health != nil {
 		s.health.ReportFailure(b.Name, err)
+	}
+}
+
+func (s *Server) usable(backend string) bool {
+	return s.health == nil || s.health.Usable(backend)
+}
+
+func (s *Server) placed(backend string, delta int) {
+	s.placedMu.Lock()
+	s.counts[backend] += delta
+	if s.counts[backend] <= 0 {
+		delete(s.counts, backend)
+	}
+	s.placedMu.Unlock()
+}
+
+// SessionCount reports the sessions placed on a backend over all client
+// connections: a draining backend is drained when this reaches zero.
+func (s *Server) SessionCount(backend string) int {
+	s.placedMu.Lock()
+	defer s.placedMu.Unlock()
+	return s.counts[backend]
+}
+
+// BackendDown fails every client's upstream connection to a backend that
+// was marked down: requests pending there are answered at once with a
+// retryable error, and each session moves on its next request. Called by
+// whoever owns backend states; safe from any goroutine.
+func (s *Server) BackendDown(backend string) {
+	s.mu.Lock()
+	clients := make([]*clientConn, 0, len(s.clients))
+	for c := range s.clients {
+		clients = append(clients, c)
+	}
+	s.mu.Unlock()
+	lost := fmt.Errorf("backend %s marked down", backend)
+	for _, c := range clients {
+		c.mu.Lock()
+		u := c.upstreams[backend]
+		c.mu.Unlock()
+		if u != nil {
+			u.fail(lost)
+		}
 	}
 }

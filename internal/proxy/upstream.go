@@ -41,7 +41,11 @@ type pendingReq struct {
 	client rawID
 	fan    *fanOut
 	part   int
+	wait   chan internalResult // the proxy's own request (callSync)
 }
+
+// own reports whether the request is the client's own, counted against its limit.
+func (p *pendingReq) own() bool { return p.fan == nil && p.wait == nil }
 
 var errUpstreamClosed = errors.New("upstream connection closed")
 
@@ -165,6 +169,7 @@ func (u *upstream) readLoop() {
 		}
 		switch m.Kind {
 		case frame.KindNotification:
+			c.noteTurnEnd(buf.B, &m)
 			c.send(outFrame{buf: buf})
 		case frame.KindResponse:
 			u.deliver(buf, &m)
@@ -192,9 +197,13 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta) {
 		buf.Release()
 		return
 	}
-	if p.fan != nil {
+	if p.fan != nil || p.wait != nil {
 		result, rerr := decodeResponse(buf.B)
 		buf.Release()
+		if p.wait != nil {
+			p.wait <- internalResult{result: result, err: rerr}
+			return
+		}
 		p.fan.deliver(p.part, result, rerr)
 		return
 	}
@@ -232,10 +241,17 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 	}
 	u.nextID++
 	u.pending[u.nextID] = p
-	if p.fan == nil {
+	if p.own() {
 		u.c.pending.Add(1)
 	}
 	return u.nextID, nil
+}
+
+// forget drops a request nobody waits for any more.
+func (u *upstream) forget(id uint64) {
+	u.mu.Lock()
+	delete(u.pending, id)
+	u.mu.Unlock()
 }
 
 // write and writeWithID buffer a frame; the client's reader flushes. Client reader goroutine only.
@@ -307,6 +323,10 @@ func (u *upstream) fail(err error) {
 	c.srv.reportFailure(u.backend, err)
 	lost := proxyError(codeBackendUnavailable, "backend connection lost", errorData{Retryable: true, Backend: u.backend.Name})
 	for _, p := range pending {
+		if p.wait != nil {
+			p.wait <- internalResult{err: lost}
+			continue
+		}
 		if p.fan != nil {
 			p.fan.deliver(p.part, nil, lost)
 			continue

@@ -1,0 +1,241 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/router"
+)
+
+// session is what the proxy keeps of a session on one client connection.
+// backend and ring belong to the client's reader goroutine; inTurn is also
+// cleared by upstream readers when the turn ends.
+type session struct {
+	backend *router.Backend
+	// ring is the ring the placement was last checked against: a new ring
+	// (a backend joined, left or started draining) triggers a check.
+	ring *router.Ring
+	// resume holds the params of the client's last session.create or
+	// session.resume: what a resume elsewhere must carry again (tools,
+	// provider, flags). In memory only; never logged.
+	resume json.RawMessage
+	// inTurn is set by session.send and cleared by session.idle: a session
+	// moves between backends only between turns.
+	inTurn atomic.Bool
+}
+
+// session returns the session's state on this connection, placing it by
+// the ring when it is new (and place is set). Nil when the ring is empty.
+func (c *clientConn) session(sid []byte, place bool) *session {
+	c.mu.Lock()
+	s := c.sessions[string(sid)]
+	c.mu.Unlock()
+	if s != nil || !place {
+		if s == nil {
+			if b := c.srv.table.Ring().Lookup(sid); b != nil {
+				return &session{backend: b}
+			}
+		}
+		return s
+	}
+	ring := c.srv.table.Ring()
+	b := ring.Lookup(sid)
+	if b == nil {
+		return nil
+	}
+	s = &session{backend: b, ring: ring}
+	c.mu.Lock()
+	c.sessions[string(sid)] = s
+	c.mu.Unlock()
+	c.srv.placed(b.Name, 1)
+	return s
+}
+
+// forgetSession drops a deleted session.
+func (c *clientConn) forgetSession(sid []byte) {
+	c.mu.Lock()
+	s := c.sessions[string(sid)]
+	delete(c.sessions, string(sid))
+	c.mu.Unlock()
+	if s != nil {
+		c.srv.placed(s.backend.Name, -1)
+	}
+}
+
+// releaseSessions gives back the placement counts of a closed client.
+func (c *clientConn) releaseSessions() {
+	c.mu.Lock()
+	sessions := c.sessions
+	c.sessions = map[string]*session{}
+	c.mu.Unlock()
+	for _, s := range sessions {
+		c.srv.placed(s.backend.Name, -1)
+	}
+}
+
+// forwardSession sends a session-scoped request to the session's backend,
+// first moving the session if its backend is lost (at once) or no longer
+// its owner on the ring (between turns only).
+func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
+	method := m.Method.Of(body)
+	id := m.ID.Of(body)
+	s := c.session(sid, true)
+	if s == nil {
+		c.replyError(id, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true}))
+		return
+	}
+	switch string(method) {
+	case "session.create", "session.resume":
+		// The client (re)attaches the session: place it where the ring says.
+		s.resume = paramsOf(body)
+		s.inTurn.Store(false)
+		ring := c.srv.table.Ring()
+		if owner := ring.Lookup(sid); owner != nil && owner.Name != s.backend.Name {
+			c.setBackend(s, owner)
+		}
+		s.ring = ring
+		c.log.Info("session placed", "session", string(sid), "backend", s.backend.Name, "method", string(method))
+	case "session.delete":
+		c.forgetSession(sid)
+	default:
+		if err := c.checkPlacement(s, sid); err != nil {
+			c.replyError(id, err)
+			return
+		}
+		if string(method) == "session.send" {
+			s.inTurn.Store(true)
+		}
+	}
+	c.forward(s.backend, body, m)
+}
+
+// checkPlacement moves a session whose backend was lost, or whose ring owner
+// changed while it is between turns.
+func (c *clientConn) checkPlacement(s *session, sid []byte) *rpcError {
+	ring := c.srv.table.Ring()
+	if !c.srv.usable(s.backend.Name) {
+		return c.move(s, sid, ring, "backend lost")
+	}
+	if s.ring == ring || s.inTurn.Load() {
+		return nil
+	}
+	s.ring = ring
+	if owner := ring.Lookup(sid); owner != nil && owner.Name != s.backend.Name {
+		return c.move(s, sid, ring, "ring owner changed")
+	}
+	return nil
+}
+
+// move resumes the session on its ring owner with the params the client gave
+// at create/resume, after detaching it from the old backend where that one
+// still answers (the CLI does not stop two processes sharing a store from
+// loading one session). Runs on the client's reader goroutine; the client's
+// next frames wait for it, so the request that triggered it follows the
+// resume on the new backend.
+func (c *clientConn) move(s *session, sid []byte, ring *router.Ring, reason string) *rpcError {
+	from := s.backend
+	to := ring.Lookup(sid)
+	if to == nil {
+		return proxyError(codeNoBackend, "no backend available", errorData{Retryable: true, Backend: from.Name})
+	}
+	if len(s.resume) == 0 {
+		return proxyError(codeBackendUnavailable, "session's backend changed and the proxy holds no create/resume parameters to restore it",
+			errorData{Retryable: false, Backend: from.Name})
+	}
+	start := time.Now()
+	if c.srv.usable(from.Name) {
+		if u := c.existingUpstream(from); u != nil {
+			detach, _ := json.Marshal(map[string]string{"sessionId": string(sid)})
+			if _, err := u.callSync("session.detach", detach); err != nil {
+				c.log.Debug("detach before move failed", "session", string(sid), "backend", from.Name, "error", err)
+			}
+		}
+	}
+	u, err := c.upstream(to)
+	if err != nil {
+		return asRPCError(err, to.Name)
+	}
+	if _, err := u.callSync("session.resume", s.resume); err != nil {
+		c.log.Warn("session resume failed", "session", string(sid), "from", from.Name, "to", to.Name, "error", err)
+		return asRPCError(err, to.Name)
+	}
+	c.setBackend(s, to)
+	s.ring = ring
+	s.inTurn.Store(false)
+	c.log.Info("session moved", "session", string(sid), "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
+	return nil
+}
+
+func (c *clientConn) setBackend(s *session, b *router.Backend) {
+	c.srv.placed(s.backend.Name, -1)
+	c.srv.placed(b.Name, 1)
+	s.backend = b
+}
+
+func (c *clientConn) existingUpstream(b *router.Backend) *upstream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.upstreams[b.Name]
+}
+
+var idleEvent = []byte(`"type":"session.idle"`)
+
+// maxIdleEventBytes bounds the frames searched for the end of a turn: a
+// session.idle event is small, so large events are never scanned for it.
+const maxIdleEventBytes = 2048
+
+// noteTurnEnd clears a session's turn when a backend reports session.idle.
+// Called from upstream readers for every notification, so it is cheap for
+// everything else.
+func (c *clientConn) noteTurnEnd(body []byte, m *frame.Meta) {
+	if len(body) > maxIdleEventBytes || m.SessionID.Len() == 0 || !bytes.Contains(body, idleEvent) {
+		return
+	}
+	c.mu.Lock()
+	s := c.sessions[string(m.SessionID.Of(body))]
+	c.mu.Unlock()
+	if s != nil {
+		s.inTurn.Store(false)
+	}
+}
+
+// internalResult is the answer to a request the proxy sent on its own behalf.
+type internalResult struct {
+	result json.RawMessage
+	err    *rpcError
+}
+
+var errInternalTimeout = errors.New("backend did not answer in time")
+
+// callSync sends a request of the proxy's own on a running upstream and
+// waits for the answer, bounded by the handshake timeout.
+func (u *upstream) callSync(method string, params json.RawMessage) (json.RawMessage, error) {
+	ch := make(chan internalResult, 1)
+	id, err := u.track(pendingReq{wait: ch})
+	if err != nil {
+		return nil, err
+	}
+	u.write(requestBody(id, method, params))
+	if err := u.flush(); err != nil {
+		u.fail(err)
+	}
+	timer := time.NewTimer(u.c.srv.cfg.HandshakeTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return r.result, nil
+	case <-timer.C:
+		u.forget(id)
+		return nil, fmt.Errorf("%s on %s: %w", method, u.backend.Name, errInternalTimeout)
+	case <-u.c.done:
+		return nil, errUpstreamClosed
+	}
+}
