@@ -1,0 +1,287 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rpcproxy/rpcproxy/internal/modelstub"
+)
+
+// DefaultBackends is how many CLI servers sit behind the proxy.
+const DefaultBackends = 3
+
+// Options configures a Cluster. The zero value reads the environment.
+type Options struct {
+	// Backends is the number of CLI servers. Zero means $E2E_BACKENDS, else
+	// DefaultBackends. Direct mode always starts one.
+	Backends int
+	// Direct puts no proxy in front: Target is the one CLI server. False
+	// means whatever $E2E_DIRECT says.
+	Direct bool
+	// ProxyLogLevel is rpcproxy's --log-level. Empty means "debug".
+	ProxyLogLevel string
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if !o.Direct {
+		o.Direct = Direct()
+	}
+	if o.Backends == 0 {
+		o.Backends = DefaultBackends
+		if v := os.Getenv("E2E_BACKENDS"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return o, fmt.Errorf("harness: E2E_BACKENDS=%q: want a positive number", v)
+			}
+			o.Backends = n
+		}
+	}
+	if o.Direct {
+		o.Backends = 1
+	}
+	if o.ProxyLogLevel == "" {
+		o.ProxyLogLevel = "debug"
+	}
+	return o, nil
+}
+
+// Cluster is the model stub, the CLI servers and (unless direct) rpcproxy in
+// front of them. Close tears everything down.
+type Cluster struct {
+	// WorkDir holds every server's home, working directory and log.
+	WorkDir string
+	// Stub is the model stub; StubURL is its base URL for a BYOK provider.
+	Stub    *modelstub.Server
+	StubURL string
+	// Backends are the CLI servers, cli0…cliN-1.
+	Backends []*CLIServer
+	// Proxy is rpcproxy, nil in direct mode.
+	Proxy *Proxy
+	// Target is the address SDK clients connect to: the proxy, or in direct
+	// mode the one CLI server.
+	Target string
+
+	stubLog   *os.File
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Direct reports whether the cluster has no proxy.
+func (c *Cluster) Direct() bool { return c.Proxy == nil }
+
+// Start brings up a cluster. Errors for missing prerequisites wrap
+// ErrUnavailable. On error everything already started is torn down.
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	opts, err = opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	bin, err := CopilotBinary()
+	if err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "rpcproxy-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{WorkDir: work}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+
+	c.stubLog, err = os.Create(filepath.Join(work, "modelstub.log"))
+	if err != nil {
+		return nil, err
+	}
+	c.Stub = modelstub.New(modelstub.Config{
+		Logger: slog.New(slog.NewTextHandler(c.stubLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if c.StubURL, err = c.Stub.Start("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+
+	// The CLI servers start concurrently with the proxy build.
+	var proxyBin string
+	var buildErr error
+	var wg sync.WaitGroup
+	if !opts.Direct {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			proxyBin, buildErr = BuildProxy(ctx, work)
+		}()
+	}
+	c.Backends = make([]*CLIServer, opts.Backends)
+	errs := make([]error, opts.Backends)
+	for i := range c.Backends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("cli%d", i)
+			c.Backends[i], errs[i] = StartCLI(ctx, bin, name, filepath.Join(work, name))
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(append(errs, buildErr)...); err != nil {
+		return nil, err
+	}
+
+	if opts.Direct {
+		c.Target = c.Backends[0].Addr
+		return c, nil
+	}
+	addrs := make([]string, len(c.Backends))
+	for i, b := range c.Backends {
+		addrs[i] = b.Addr
+	}
+	c.Proxy, err = StartProxy(ctx, proxyBin, work, addrs, opts.ProxyLogLevel)
+	if err != nil {
+		return nil, err
+	}
+	c.Target = c.Proxy.Addr
+	return c, nil
+}
+
+// StartT starts a cluster for one test and closes it in t.Cleanup. It skips
+// the test when a prerequisite is missing and E2E_REQUIRED is not set.
+func StartT(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	c, err := Start(context.Background(), opts)
+	if err != nil {
+		SkipOrFatal(t, err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(c.Diagnostics(40))
+		}
+		c.Close()
+	})
+	return c
+}
+
+// SkipOrFatal skips t for a missing prerequisite unless E2E_REQUIRED is set,
+// and fails it for anything else.
+func SkipOrFatal(t testing.TB, err error) {
+	t.Helper()
+	if errors.Is(err, ErrUnavailable) && !Required() {
+		t.Skipf("end-to-end prerequisites missing (set E2E_REQUIRED=1 to fail instead): %v", err)
+	}
+	t.Fatal(err)
+}
+
+// BackendOf returns the one backend whose store holds session id, and an
+// error when none or several do.
+func (c *Cluster) BackendOf(id string) (*CLIServer, error) {
+	var found []*CLIServer
+	for _, b := range c.Backends {
+		if b.HasSession(id) {
+			found = append(found, b)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return nil, fmt.Errorf("session %s is in no backend's session-state", id)
+	default:
+		names := make([]string, len(found))
+		for i, b := range found {
+			names[i] = b.Name
+		}
+		return nil, fmt.Errorf("session %s is in the session-state of %d backends: %s", id, len(found), strings.Join(names, ", "))
+	}
+}
+
+// Backend returns the backend listening on addr, or nil.
+func (c *Cluster) Backend(addr string) *CLIServer {
+	for _, b := range c.Backends {
+		if b.Addr == addr {
+			return b
+		}
+	}
+	return nil
+}
+
+// Diagnostics returns the last n lines of every log, for a failed test.
+func (c *Cluster) Diagnostics(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster work directory: %s\n", c.WorkDir)
+	procs := []*Process{}
+	if c.Proxy != nil {
+		procs = append(procs, c.Proxy.Proc)
+	}
+	for _, s := range c.Backends {
+		if s != nil {
+			procs = append(procs, s.Proc)
+		}
+	}
+	for _, p := range procs {
+		fmt.Fprintf(&b, "----- %s (%s) last %d lines -----\n%s\n", p.Name, p.LogPath, n, p.LogTail(n))
+	}
+	if c.stubLog != nil {
+		if data, err := os.ReadFile(c.stubLog.Name()); err == nil {
+			lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+			if len(lines) > n {
+				lines = lines[len(lines)-n:]
+			}
+			fmt.Fprintf(&b, "----- modelstub last %d lines -----\n%s\n", n, strings.Join(lines, "\n"))
+		}
+	}
+	return b.String()
+}
+
+// Processes returns every child process of the cluster.
+func (c *Cluster) Processes() []*Process {
+	var out []*Process
+	if c.Proxy != nil {
+		out = append(out, c.Proxy.Proc)
+	}
+	for _, s := range c.Backends {
+		if s != nil {
+			out = append(out, s.Proc)
+		}
+	}
+	return out
+}
+
+// Close stops the proxy, the CLI servers and the stub, and removes the work
+// directory unless E2E_KEEP is set. Safe to call more than once.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() {
+		if c.Proxy != nil {
+			c.Proxy.Proc.Stop()
+		}
+		var wg sync.WaitGroup
+		for _, s := range c.Backends {
+			if s != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); s.Proc.Stop() }()
+			}
+		}
+		wg.Wait()
+		if c.Stub != nil {
+			c.closeErr = c.Stub.Close()
+		}
+		if c.stubLog != nil {
+			c.stubLog.Close()
+		}
+		if envBool("E2E_KEEP") {
+			fmt.Fprintf(os.Stderr, "e2e: kept work directory %s\n", c.WorkDir)
+			return
+		}
+		if err := os.RemoveAll(c.WorkDir); err != nil {
+			c.closeErr = errors.Join(c.closeErr, err)
+		}
+	})
+	return c.closeErr
+}

@@ -1,0 +1,144 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// stopGrace is how long a child gets to exit after SIGTERM before its whole
+// process group is killed.
+const stopGrace = 3 * time.Second
+
+// Process is a child process started in its own process group, with stdout
+// and stderr appended to one log file. Stop ends the whole group.
+type Process struct {
+	Name    string
+	LogPath string
+
+	cmd     *exec.Cmd
+	pgid    int
+	done    chan struct{} // closed when the child has been reaped
+	waitErr error         // set before done is closed
+
+	stopOnce sync.Once
+}
+
+// startProcess starts cmd with its output in logPath. The child gets its own
+// process group (so Stop can end anything it spawned) and is killed by the
+// kernel if the test process dies first.
+func startProcess(name string, cmd *exec.Cmd, logPath string) (*Process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("harness: %s log: %w", name, err)
+	}
+	// The child writes straight into the file: no copy goroutines that a
+	// grandchild holding the descriptor could keep alive.
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("harness: start %s: %w", name, err)
+	}
+	logFile.Close() // the child holds its own copy
+	p := &Process{Name: name, LogPath: logPath, cmd: cmd, pgid: cmd.Process.Pid, done: make(chan struct{})}
+	go p.reap()
+	return p, nil
+}
+
+// reap waits for the child so that it does not linger as a zombie and so
+// that Exited can report it.
+func (p *Process) reap() {
+	p.waitErr = p.cmd.Wait()
+	close(p.done)
+}
+
+// PID returns the child's process id, which is also its process group id.
+func (p *Process) PID() int { return p.pgid }
+
+// Exited reports whether the child has exited, and how.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.waitErr
+	default:
+		return false, nil
+	}
+}
+
+// Log returns the child's output so far.
+func (p *Process) Log() string {
+	b, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", p.LogPath, err)
+	}
+	return string(b)
+}
+
+// LogTail returns about the last n lines of the child's output.
+func (p *Process) LogTail(n int) string {
+	lines := strings.Split(strings.TrimRight(p.Log(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// WaitFor waits until a line of the child's output matches re and returns
+// that line's submatches. It fails when ctx ends or the child exits first.
+func (p *Process) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error) {
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if m := re.FindStringSubmatch(p.Log()); m != nil {
+			return m, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("harness: %s: waiting for %q: %w; output:\n%s", p.Name, re, ctx.Err(), p.LogTail(30))
+		case <-p.done:
+			if m := re.FindStringSubmatch(p.Log()); m != nil {
+				return m, nil
+			}
+			return nil, fmt.Errorf("harness: %s exited (%v) before printing %q; output:\n%s", p.Name, p.waitErr, re, p.LogTail(30))
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop ends the child's process group: SIGTERM, then SIGKILL after a grace
+// period, and waits for the child to be reaped. Safe to call more than once.
+func (p *Process) Stop() {
+	p.stopOnce.Do(func() {
+		_ = syscall.Kill(-p.pgid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(stopGrace):
+		}
+		// Kill whatever is left of the group, the leader included.
+		_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+		<-p.done
+	})
+}
+
+// Kill ends the child's process group at once with SIGKILL (a crash, for
+// failure tests) and waits for the child to be reaped.
+func (p *Process) Kill() {
+	p.stopOnce.Do(func() {
+		_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+		<-p.done
+	})
+}
+
+// GroupAlive reports whether any process of the child's group still exists.
+func (p *Process) GroupAlive() bool {
+	err := syscall.Kill(-p.pgid, 0)
+	return err == nil || !errors.Is(err, syscall.ESRCH)
+}
