@@ -246,7 +246,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 // including a Listener call in progress; it first waits for a Leave or
 // UpdateMeta in progress (each bounded by its timeout). Without a prior
 // Leave, the others see this node as failed after the failure detection
-// time. Calling it again returns nil at once.
+// time. Later or concurrent calls wait for the first to finish and return nil.
 func (n *Node) Shutdown() error {
 	n.lifeMu.Lock()
 	if n.shut {
