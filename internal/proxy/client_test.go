@@ -22,7 +22,8 @@ type testClient struct {
 	mu       sync.Mutex
 	nextID   int
 	waiting  map[string]chan message
-	notes    chan message
+	notes    chan message            // notifications without a session
+	events   map[string]chan message // session.event per session
 	requests chan message
 	closed   chan struct{}
 }
@@ -44,6 +45,7 @@ func dialClient(t testing.TB, addr string) *testClient {
 	c := &testClient{
 		t: t, conn: conn, w: frame.NewWriter(conn),
 		waiting:  make(map[string]chan message),
+		events:   make(map[string]chan message),
 		notes:    make(chan message, 4096),
 		requests: make(chan message, 64),
 		closed:   make(chan struct{}),
@@ -71,8 +73,17 @@ func (c *testClient) readLoop() {
 		switch {
 		case m.Method != "" && m.ID != nil:
 			c.requests <- m
+		case m.Method == "session.event":
+			var p struct {
+				SessionID string `json:"sessionId"`
+			}
+			json.Unmarshal(m.Params, &p)
+			c.sessionEvents(p.SessionID) <- m
 		case m.Method != "":
-			c.notes <- m
+			select {
+			case c.notes <- m:
+			default:
+			}
 		default:
 			c.mu.Lock()
 			ch := c.waiting[string(m.ID)]
@@ -153,33 +164,57 @@ func (c *testClient) respond(id json.RawMessage, result any) {
 	c.raw(string(body))
 }
 
-// waitIdle reads notifications until session.idle of sid and returns the
-// session.event types seen for sid, in order.
-func (c *testClient) waitIdle(sid string) []string {
+func (c *testClient) sessionEvents(sid string) chan message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := c.events[sid]
+	if ch == nil {
+		ch = make(chan message, 1<<14)
+		c.events[sid] = ch
+	}
+	return ch
+}
+
+type eventParams struct {
+	SessionID string `json:"sessionId"`
+	Event     struct {
+		Type string `json:"type"`
+		Data struct {
+			Content string `json:"content"`
+		} `json:"data"`
+	} `json:"event"`
+}
+
+// waitIdle reads the session's events until session.idle and returns
+// their types, in order, and the assistant.message content.
+func (c *testClient) waitIdle(sid string) (types []string, content string) {
 	c.t.Helper()
-	var types []string
+	ch := c.sessionEvents(sid)
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
-		case m := <-c.notes:
-			var p struct {
-				SessionID string `json:"sessionId"`
-				Event     struct {
-					Type string `json:"type"`
-				} `json:"event"`
-			}
+		case m := <-ch:
+			var p eventParams
 			json.Unmarshal(m.Params, &p)
-			if m.Method != "session.event" || p.SessionID != sid {
-				continue
-			}
 			types = append(types, p.Event.Type)
+			if p.Event.Type == "assistant.message" {
+				content = p.Event.Data.Content
+			}
 			if p.Event.Type == "session.idle" {
-				return types
+				return types, content
 			}
 		case <-deadline:
 			c.t.Fatalf("session %s: no session.idle; saw %v", sid, types)
 		}
 	}
+}
+
+// waitAssistant waits for the end of the session's turn and returns the
+// assistant's message.
+func (c *testClient) waitAssistant(sid string) string {
+	c.t.Helper()
+	_, content := c.waitIdle(sid)
+	return content
 }
 
 // closedByPeer waits until the proxy closes the connection.

@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rpcproxy/rpcproxy/internal/fakecli"
+	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/health"
+	"github.com/rpcproxy/rpcproxy/internal/router"
+)
+
+// cluster is a proxy in front of fake CLI servers, all on loopback, with
+// the real health checker and ring.
+type cluster struct {
+	t       testing.TB
+	fakes   []*fakecli.Server
+	store   *fakecli.Store
+	table   *router.Table
+	checker *health.Checker
+	srv     *Server
+	addr    string
+	logs    *lockedBuffer
+}
+
+type clusterOptions struct {
+	backends     int
+	sharedStore  bool   // one session store for all fakes (a shared COPILOT_HOME)
+	token        string // the proxy's client token
+	backendToken string // every fake's COPILOT_CONNECTION_TOKEN
+	limits       frame.Limits
+	health       health.Config
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newCluster(t testing.TB, o clusterOptions) *cluster {
+	t.Helper()
+	if o.backends == 0 {
+		o.backends = 3
+	}
+	c := &cluster{t: t, logs: &lockedBuffer{}}
+	if o.sharedStore {
+		c.store = fakecli.NewStore()
+	}
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: c.logs})
+	c.table = router.NewTable(router.RingConfig{})
+	hc := o.health
+	if hc.Interval == 0 {
+		hc.Interval = 50 * time.Millisecond
+		hc.Timeout = 50 * time.Millisecond
+	}
+	hc.OnInfo = func(info json.RawMessage) { c.srv.SetInfo(info) }
+	hc.OnChange = func(name string, _, to health.State) {
+		if to == health.StateDown {
+			c.srv.BackendDown(name)
+		}
+	}
+	hc.Logger = log.Named("health")
+	c.checker = health.New(hc, c.table)
+	c.srv = New(Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: 2 * time.Second}, c.table, c.checker)
+	for i := 0; i < o.backends; i++ {
+		c.addBackend(fakecli.Config{Name: fmt.Sprintf("fake-%d", i), Store: c.store, Token: o.backendToken}, o.backendToken)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.addr = ln.Addr().String()
+	done := make(chan struct{})
+	go func() { c.srv.Serve(ln); close(done) }()
+	t.Cleanup(func() {
+		c.srv.Close()
+		<-done
+		c.checker.Close()
+		for _, f := range c.fakes {
+			f.Close()
+		}
+	})
+	return c
+}
+
+// addBackend starts one more fake and adds it to the pool.
+func (c *cluster) addBackend(cfg fakecli.Config, token string) *fakecli.Server {
+	c.t.Helper()
+	f, err := fakecli.Listen("127.0.0.1:0", cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.fakes = append(c.fakes, f)
+	if err := c.checker.Add(&router.Backend{Name: f.Addr(), Addr: f.Addr(), Token: token}); err != nil {
+		c.t.Fatal(err)
+	}
+	return f
+}
+
+// client connects an SDK-like client and completes the handshake.
+func (c *cluster) client() *testClient {
+	c.t.Helper()
+	cl := dialClient(c.t, c.addr)
+	var res struct {
+		OK              bool `json:"ok"`
+		ProtocolVersion int  `json:"protocolVersion"`
+	}
+	cl.mustCall("connect", map[string]any{"supportedTaskKinds": []string{"agent"}}, &res)
+	if res.ProtocolVersion != 3 {
+		c.t.Fatalf("connect: protocolVersion %d", res.ProtocolVersion)
+	}
+	return cl
+}
+
+// holder returns the fake that has the session loaded, or nil.
+func (c *cluster) holder(sid string) *fakecli.Server {
+	for _, f := range c.fakes {
+		for _, s := range f.Sessions() {
+			if s == sid {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// eventually waits for cond, failing the test after d.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// createSession creates a session with a tool and a provider, as the SDK does.
+func createSession(t testing.TB, cl *testClient, sid string) {
+	t.Helper()
+	cl.mustCall("session.create", map[string]any{
+		"sessionId": sid, "model": "gpt-4.1",
+		"tools":    []map[string]any{{"name": "lookup", "description": "d", "parameters": map[string]any{}}},
+		"provider": map[string]any{"type": "openai", "baseUrl": "http://127.0.0.1:1/v1", "apiKey": "SECRET-API-KEY"},
+	}, nil)
+}
+
+// turn sends a prompt and waits for the turn to end; it returns the
+// assistant.message content.
+func turn(t testing.TB, cl *testClient, sid, prompt string) string {
+	t.Helper()
+	cl.mustCall("session.send", map[string]any{"sessionId": sid, "prompt": prompt}, nil)
+	return cl.waitAssistant(sid)
+}
