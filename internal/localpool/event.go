@@ -1,8 +1,8 @@
 package localpool
 
 // Event reports the state of one child: it went up (accepts connections at
-// Addr) or down (its process ended or failed to get ready). Status returns
-// the latest Event of every child.
+// Addr) or down (its process ended). Status returns the latest Event of every
+// child; before a child's first Up it is down with PID 0.
 type Event struct {
 	// Child is the child's index, 0 to Count-1; it never changes for a slot,
 	// even when a restart has to move the child to another port.
@@ -15,8 +15,8 @@ type Event struct {
 	// PID is the process id of the child that went up or down.
 	PID int
 	// Restarts counts the processes started for this slot after its first,
-	// so a consumer that saw Up twice in a row with different Restarts
-	// knows the child went down in between.
+	// failed attempts included, so a consumer that saw Up twice in a row
+	// with different Restarts knows the child went down in between.
 	Restarts int
 	// Err says why the child went down: its exit status. Nil when Up.
 	Err error

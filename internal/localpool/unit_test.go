@@ -1,3 +1,5 @@
+//go:build unix
+
 package localpool
 
 import (
@@ -160,6 +162,15 @@ func TestFindBinary(t *testing.T) {
 				t.Fatalf("FindBinary(%q) = %q, %v; want %q", tc.arg, got, err, tc.want)
 			}
 		})
+	}
+
+	t.Chdir(dir)
+	if got, err := FindBinary("./copilot"); err != nil || got != exe {
+		t.Errorf("FindBinary(./copilot) = %q, %v; want absolute %q", got, err, exe)
+	}
+	t.Setenv("PATH", ".")
+	if _, err := FindBinary(""); !errors.Is(err, ErrBinaryNotFound) || !strings.Contains(err.Error(), "relative PATH entry") {
+		t.Errorf("FindBinary via PATH=. = %v, want relative PATH error", err)
 	}
 
 	t.Setenv("PATH", t.TempDir())
