@@ -298,18 +298,31 @@ func (c *clientConn) anyBackend() *router.Backend {
 // forward sends a request to b with a proxy-chosen id and remembers the
 // client's id for the answer.
 func (c *clientConn) forward(b *router.Backend, body []byte, m *frame.Meta) {
-	id := m.ID.Of(body)
-	if c.pending.Load() >= int64(c.srv.cfg.MaxPending) {
-		c.replyError(id, proxyError(codeOverloaded, "too many requests in flight", errorData{Retryable: true}))
+	if !c.admit(body, m) {
 		return
 	}
 	u, err := c.upstream(b)
 	if err != nil {
-		c.replyError(id, asRPCError(err, b.Name))
+		c.replyError(m.ID.Of(body), asRPCError(err, b.Name))
 		return
 	}
+	c.forwardVia(u, body, m)
+}
+
+// admit enforces the limit of requests in flight per client.
+func (c *clientConn) admit(body []byte, m *frame.Meta) bool {
+	if c.pending.Load() >= int64(c.srv.cfg.MaxPending) {
+		c.replyError(m.ID.Of(body), proxyError(codeOverloaded, "too many requests in flight", errorData{Retryable: true}))
+		return false
+	}
+	return true
+}
+
+// forwardVia sends a client request on u, remembering the client's id.
+func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta) {
+	id := m.ID.Of(body)
 	if err := u.forward(body, m, pendingReq{client: makeRawID(id)}); err != nil {
-		c.replyError(id, asRPCError(err, b.Name))
+		c.replyError(id, asRPCError(err, u.backend.Name))
 	}
 }
 

@@ -147,6 +147,7 @@ func (c *testClient) mustCall(method string, params any, out any) {
 	}
 }
 
+// raw frames and sends a body as it is.
 func (c *testClient) raw(body string) {
 	c.t.Helper()
 	c.mu.Lock()

@@ -51,6 +51,9 @@ func TestFailoverOnKill(t *testing.T) {
 		}
 	}
 	victim.Close()
+	// The proxy notices the loss on its own (the upstream closes; the probes
+	// fail) before the application's next turn.
+	eventually(t, 5*time.Second, "victim marked down", func() bool { return !c.checker.Usable(victim.Addr()) })
 	for _, sid := range sids {
 		got := turn(t, cl, sid, "second turn of "+sid)
 		if !strings.Contains(got, "second turn of "+sid) {

@@ -89,8 +89,10 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		c.replyError(id, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true}))
 		return
 	}
+	attach := false
 	switch string(method) {
 	case "session.create", "session.resume":
+		attach = true
 		// The client (re)attaches the session: place it where the ring says.
 		s.resume = paramsOf(body)
 		s.inTurn.Store(false)
@@ -107,11 +109,27 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 			c.replyError(id, err)
 			return
 		}
-		if string(method) == "session.send" {
-			s.inTurn.Store(true)
-		}
 	}
-	c.forward(s.backend, body, m)
+	if !c.admit(body, m) {
+		return
+	}
+	u, err := c.upstream(s.backend)
+	if err != nil && !attach && !c.srv.usable(s.backend.Name) {
+		// The dial failure just took the backend down: move the session now.
+		if rerr := c.checkPlacement(s, sid); rerr != nil {
+			c.replyError(id, rerr)
+			return
+		}
+		u, err = c.upstream(s.backend)
+	}
+	if err != nil {
+		c.replyError(id, asRPCError(err, s.backend.Name))
+		return
+	}
+	if string(method) == "session.send" {
+		s.inTurn.Store(true)
+	}
+	c.forwardVia(u, body, m)
 }
 
 // checkPlacement moves a session whose backend was lost, or whose ring owner
