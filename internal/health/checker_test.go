@@ -1,0 +1,159 @@
+package health
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rpcproxy/rpcproxy/internal/fakecli"
+	"github.com/rpcproxy/rpcproxy/internal/router"
+)
+
+type transitions struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (tr *transitions) add(name string, from, to State) {
+	tr.mu.Lock()
+	tr.log = append(tr.log, name+":"+from.String()+"->"+to.String())
+	tr.mu.Unlock()
+}
+
+func (tr *transitions) count() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return len(tr.log)
+}
+
+func startFake(t *testing.T, cfg fakecli.Config) *fakecli.Server {
+	t.Helper()
+	f, err := fakecli.Listen("127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func newChecker(t *testing.T, tr *transitions, interval time.Duration) (*Checker, *router.Table) {
+	t.Helper()
+	table := router.NewTable(router.RingConfig{})
+	c := New(Config{Interval: interval, Timeout: interval, OnChange: tr.add}, table)
+	t.Cleanup(c.Close)
+	return c, table
+}
+
+func waitState(t *testing.T, c *Checker, name string, want State) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if st, _ := c.State(name); st == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			st, _ := c.State(name)
+			t.Fatalf("%s: state %s, want %s", name, st, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A backend that accepts TCP but answers nothing goes down after fall
+// checks and comes back after rise checks; the ring follows.
+func TestFreezeAndThaw(t *testing.T) {
+	var tr transitions
+	c, table := newChecker(t, &tr, 30*time.Millisecond)
+	a, b := startFake(t, fakecli.Config{Name: "a"}), startFake(t, fakecli.Config{Name: "b"})
+	c.Add(&router.Backend{Name: a.Addr(), Addr: a.Addr()})
+	c.Add(&router.Backend{Name: b.Addr(), Addr: b.Addr()})
+	if table.Ring().Len() != 2 {
+		t.Fatalf("ring has %d backends", table.Ring().Len())
+	}
+	a.Freeze()
+	waitState(t, c, a.Addr(), StateDown)
+	if table.Ring().Len() != 1 || table.Ring().Backends()[0].Name != b.Addr() {
+		t.Fatal("frozen backend still on the ring")
+	}
+	a.Thaw()
+	waitState(t, c, a.Addr(), StateUp)
+	if table.Ring().Len() != 2 {
+		t.Fatal("thawed backend not back on the ring")
+	}
+}
+
+// Rise/fall hysteresis: a backend whose checks alternate between passing
+// and failing never changes state, so its sessions do not bounce.
+func TestFlappingDoesNotChangeState(t *testing.T) {
+	var tr transitions
+	c, _ := newChecker(t, &tr, time.Hour) // no probes: outcomes are fed by hand
+	h := &host{b: &router.Backend{Name: "x"}, state: StateUp, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	c.hosts["x"] = h
+	fail := errors.New("probe failed")
+	for i := 0; i < 20; i++ {
+		c.record(h, fail)
+		c.record(h, nil)
+	}
+	if st, _ := c.State("x"); st != StateUp || tr.count() != 0 {
+		t.Fatalf("flapping changed state: %s, transitions %v", st, tr.log)
+	}
+	// Two failures in a row take it down; one success does not bring it back.
+	c.record(h, fail)
+	c.record(h, fail)
+	c.record(h, nil)
+	c.record(h, fail)
+	c.record(h, nil)
+	if st, _ := c.State("x"); st != StateDown {
+		t.Fatalf("state %s after fall, want down", st)
+	}
+	c.record(h, nil)
+	if st, _ := c.State("x"); st != StateUp {
+		t.Fatalf("state %s after rise, want up", st)
+	}
+}
+
+// A lost connection takes a backend down at once; probes bring it back.
+func TestPassiveFailureAndRecovery(t *testing.T) {
+	var tr transitions
+	c, table := newChecker(t, &tr, 30*time.Millisecond)
+	a := startFake(t, fakecli.Config{})
+	c.Add(&router.Backend{Name: a.Addr(), Addr: a.Addr()})
+	c.ReportFailure(a.Addr(), errors.New("connection reset"))
+	if st, _ := c.State(a.Addr()); st != StateDown || table.Ring().Len() != 0 || c.Usable(a.Addr()) {
+		t.Fatalf("passive failure: state %s", st)
+	}
+	waitState(t, c, a.Addr(), StateUp)
+}
+
+// A backend speaking another protocol version than the pool is not routable.
+func TestProtocolMismatch(t *testing.T) {
+	var tr transitions
+	table := router.NewTable(router.RingConfig{})
+	c := New(Config{Interval: 30 * time.Millisecond, Timeout: 30 * time.Millisecond, ProtocolVersion: 3, OnChange: tr.add}, table)
+	t.Cleanup(c.Close)
+	old := startFake(t, fakecli.Config{ProtocolVersion: 2})
+	c.Add(&router.Backend{Name: old.Addr(), Addr: old.Addr()})
+	waitState(t, c, old.Addr(), StateDown)
+}
+
+func TestDrainingLeavesRingButStaysUsable(t *testing.T) {
+	var tr transitions
+	c, table := newChecker(t, &tr, time.Hour)
+	a, b := startFake(t, fakecli.Config{}), startFake(t, fakecli.Config{})
+	c.Add(&router.Backend{Name: a.Addr(), Addr: a.Addr()})
+	c.Add(&router.Backend{Name: b.Addr(), Addr: b.Addr()})
+	if err := c.SetDraining(a.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.State(a.Addr()); st != StateDraining || !c.Usable(a.Addr()) || table.Ring().Len() != 1 {
+		t.Fatalf("draining: state %s usable %v ring %d", st, c.Usable(a.Addr()), table.Ring().Len())
+	}
+	if err := c.SetDraining("nope", true); err == nil {
+		t.Fatal("draining an unknown backend succeeded")
+	}
+	c.Remove(b.Addr())
+	if table.Ring().Len() != 0 {
+		t.Fatal("removed backend still on the ring")
+	}
+}
