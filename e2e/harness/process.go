@@ -1,12 +1,14 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -125,6 +127,7 @@ func (p *Process) Stop() {
 		// Kill whatever is left of the group, the leader included.
 		_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
 		<-p.done
+		waitGroupGone(p.pgid, 2*time.Second)
 	})
 }
 
@@ -134,11 +137,58 @@ func (p *Process) Kill() {
 	p.stopOnce.Do(func() {
 		_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
 		<-p.done
+		waitGroupGone(p.pgid, 2*time.Second)
 	})
 }
 
-// GroupAlive reports whether any process of the child's group still exists.
+// GroupAlive reports whether any live process of the child's group still
+// exists. Zombies do not count: an orphan killed with its group may wait a
+// while (or, under an init that does not reap, forever) to be reaped.
 func (p *Process) GroupAlive() bool {
-	err := syscall.Kill(-p.pgid, 0)
-	return err == nil || !errors.Is(err, syscall.ESRCH)
+	return len(liveGroupMembers(p.pgid)) > 0
+}
+
+// liveGroupMembers lists the processes of group pgid that are not zombies,
+// from /proc.
+func liveGroupMembers(pgid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		// No /proc: fall back to asking the kernel, zombies included.
+		if err := syscall.Kill(-pgid, 0); err == nil || !errors.Is(err, syscall.ESRCH) {
+			return []int{pgid}
+		}
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// "pid (comm) state ppid pgrp …"; comm may hold spaces and parens.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 3 || fields[0] == "Z" || fields[0] == "X" {
+			continue
+		}
+		if g, err := strconv.Atoi(fields[2]); err == nil && g == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitGroupGone waits up to d for every live process of group pgid to end.
+func waitGroupGone(pgid int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for len(liveGroupMembers(pgid)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
