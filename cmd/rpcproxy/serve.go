@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -108,7 +110,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 				srv.BackendDown(name)
 			}
 		},
-		Logger:   log.Named("health"),
+		Logger: log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
@@ -132,16 +134,19 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	}
 
 	if cfg.Pool.Spawn > 0 {
-		pool, err := startPool(ctx, cfg, log)
+		pool, token, err := startPool(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		for _, addr := range pool.Addrs() {
-			if err := checker.Add(&router.Backend{Name: addr, Addr: addr}); err != nil {
+		slots := make([]string, len(pool.Addrs()))
+		for i, addr := range pool.Addrs() {
+			slots[i] = addr
+			if err := checker.Add(&router.Backend{Name: addr, Addr: addr, Token: token}); err != nil {
 				return err
 			}
 		}
+		go followPool(pool, slots, token, checker, log)
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -163,24 +168,50 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	}
 }
 
-// startPool starts the managed local pool of headless CLI servers.
-func startPool(ctx context.Context, cfg *config.Config, log hclog.Logger) (*localpool.Pool, error) {
+// startPool starts the managed local pool of headless CLI servers. Each
+// run gets a random connection token shared by the children, so no other
+// local user can use their loopback ports.
+func startPool(ctx context.Context, cfg *config.Config, log hclog.Logger) (*localpool.Pool, string, error) {
 	bin, err := localpool.FindBinary(cfg.Pool.Executable())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	home := cfg.Pool.Home
 	if home == "" {
 		if home, err = os.MkdirTemp("", "rpcproxy-pool-"); err != nil {
-			return nil, fmt.Errorf("pool home: %w", err)
+			return nil, "", fmt.Errorf("pool home: %w", err)
 		}
 	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, "", fmt.Errorf("pool token: %w", err)
+	}
+	token := hex.EncodeToString(raw[:])
 	log.Info("starting local pool", "servers", cfg.Pool.Spawn, "copilot", bin, "home", home)
-	return localpool.Start(ctx, localpool.Config{
+	pool, err := localpool.Start(ctx, localpool.Config{
 		Count:  cfg.Pool.Spawn,
 		Binary: bin,
 		Args:   cfg.Pool.Args,
 		Home:   home,
+		Env:    []string{"COPILOT_CONNECTION_TOKEN=" + token},
 		Logger: log.Named("pool"),
 	})
+	return pool, token, err
+}
+
+// followPool keeps the checker's backends in step with the pool's children:
+// a child restarted on another port replaces its old address. It ends when
+// the pool closes its event channel.
+func followPool(pool *localpool.Pool, slots []string, token string, checker *health.Checker, log hclog.Logger) {
+	for ev := range pool.Events() {
+		if !ev.Up || ev.Child >= len(slots) || slots[ev.Child] == ev.Addr {
+			continue
+		}
+		log.Info("pool child moved", "child", ev.Child, "from", slots[ev.Child], "to", ev.Addr)
+		checker.Remove(slots[ev.Child])
+		slots[ev.Child] = ev.Addr
+		if err := checker.Add(&router.Backend{Name: ev.Addr, Addr: ev.Addr, Token: token}); err != nil {
+			log.Warn("cannot add moved pool child", "error", err)
+		}
+	}
 }
