@@ -12,7 +12,7 @@ all: build
 build:
 	$(GO) build -o $(BIN)/rpcproxy ./cmd/rpcproxy
 	$(GO) build -o $(BIN)/modelstub ./cmd/modelstub
-	$(GO) build -o $(BIN)/fakecli ./cmd/fakecli
+	@if [ -d cmd/fakecli ] && ls cmd/fakecli/*.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/fakecli ./cmd/fakecli; fi
 
 ## test: every test: unit and integration (fake CLI servers), then end-to-end
 ## with the real Copilot CLI and the official Node and Go SDKs.

@@ -39,8 +39,7 @@ for _ in $(seq 1200); do
 done
 grep -q 'rpcproxy listening' "$work/proxy.log" || { cat "$work/proxy.log"; echo "rpcproxy did not start" >&2; exit 1; }
 echo "==> rpcproxy listening on $listen; pool:"
-grep -o 'backend=[0-9.:]*' "$work/proxy.log" | sort -u | sed 's/^/      /' || true
-grep -o 'pool: child ready.*' "$work/proxy.log" | sed 's/^/      /' || true
+grep 'child up' "$work/proxy.log" | sed -E 's/.*child=([0-9]+) addr=([^ ]+) pid=([0-9]+).*/      server \1: copilot --headless on \2 (pid \3)/' | sort
 
 echo "==> driving SDK sessions through rpcproxy (Node SDK, RuntimeConnection.forUri(\"$listen\"))"
 PROXY_ADDR="$listen" STUB_URL="$stub_url" node "$root/e2e/node/demo.mjs"

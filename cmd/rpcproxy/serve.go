@@ -187,7 +187,6 @@ func startPool(ctx context.Context, cfg *config.Config, log hclog.Logger) (*loca
 		return nil, "", fmt.Errorf("pool token: %w", err)
 	}
 	token := hex.EncodeToString(raw[:])
-	log.Info("starting local pool", "servers", cfg.Pool.Spawn, "copilot", bin, "home", home)
 	pool, err := localpool.Start(ctx, localpool.Config{
 		Count:  cfg.Pool.Spawn,
 		Binary: bin,
