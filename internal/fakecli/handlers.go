@@ -254,8 +254,8 @@ func handleCreate(s *Server, c *conn, req *request) (any, *RPCError) {
 			"copilotVersion": s.cfg.Version, "startTime": formatTime(now), "server": s.cfg.Name})
 		start = s.store.ensure(p.SessionID, now, nil)
 		req.after = func() {
-			s.emitStart(ss, startEv)
 			s.lifecycle("session.created", p.SessionID, start, now)
+			s.emitStart(ss, startEv)
 		}
 	} else {
 		req.after = func() { s.lifecycle("session.created", p.SessionID, start, now) }
@@ -293,8 +293,8 @@ func handleResume(s *Server, c *conn, req *request) (any, *RPCError) {
 	now := time.Now()
 	data := mustJSON(map[string]any{"resumeTime": formatTime(now), "server": s.cfg.Name, "eventCount": len(s.storeEvents(p.SessionID))})
 	req.after = func() {
-		s.emit(ss, "session.resume", data, true)
 		s.lifecycle("session.created", p.SessionID, start, now)
+		s.emit(ss, "session.resume", data, true)
 	}
 	return s.sessionResult(p.SessionID, start), nil
 }
@@ -310,8 +310,9 @@ func notLoaded(method, id string) *RPCError {
 	return failed(method, "Session not found for sessionId: %s", id)
 }
 
-// handleSend starts a turn. Like the CLI, any connection may send to a
+// handleSend queues a turn. Like the CLI, any connection may send to a
 // session loaded on this server; the events go to the attached ones.
+// Turns of a session are played one at a time, in the order sent.
 func handleSend(s *Server, c *conn, req *request) (any, *RPCError) {
 	var p struct {
 		SessionID string `json:"sessionId"`
@@ -324,11 +325,28 @@ func handleSend(s *Server, c *conn, req *request) (any, *RPCError) {
 	if ss == nil {
 		return nil, notLoaded(req.method, p.SessionID)
 	}
+	s.mu.Lock()
+	full := len(ss.queue) >= maxQueuedTurns
+	s.mu.Unlock()
+	if full {
+		return nil, failed(req.method, "too many queued messages for session %s", p.SessionID)
+	}
 	msgID := newUUID()
+	// Queued only once the response is: the turn's events must follow it.
 	req.after = func() {
-		s.wg.Add(1)
-		s.activeTurns.Add(1)
-		go s.runTurn(ss, msgID, p.Prompt)
+		s.mu.Lock()
+		if ss.unloaded() {
+			s.mu.Unlock()
+			return
+		}
+		ss.queue = append(ss.queue, queuedTurn{msgID, p.Prompt})
+		start := !ss.playing
+		ss.playing = true
+		s.mu.Unlock()
+		if start {
+			s.wg.Add(1)
+			go s.playTurns(ss)
+		}
 	}
 	return struct {
 		MessageID string `json:"messageId"`

@@ -132,6 +132,16 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// closing reports whether Close has begun.
+func (s *Server) closing() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Freeze makes the server stop answering, like a process stopped with
 // SIGSTOP: connections are still accepted by the kernel, but nothing is
 // read, answered or sent until Thaw. Turns in progress stall too.

@@ -14,12 +14,19 @@ type session struct {
 	id       string
 	evPrefix []byte        // `{"jsonrpc":…,"params":{"sessionId":"…","event":`
 	done     chan struct{} // closed on unload; ends the session's turns
-	turn     chan struct{} // holds one token per running turn: turns run one at a time
 
 	attached map[*conn]*attachment // guarded
 	order    []*conn               // attached conns in attach order, copy-on-write; guarded
 	tools    map[string]chan reply // pending external tool calls by requestId; guarded
 	lastID   string                // id of the latest event, the next one's parentId; guarded
+	queue    []queuedTurn          // messages sent and not yet played, in order; guarded
+	playing  bool                  // a turn worker is running for the session; guarded
+}
+
+// queuedTurn is a session.send waiting for its turn.
+type queuedTurn struct {
+	messageID string
+	prompt    string
 }
 
 // attachment is what one connection registered for a session.
@@ -35,7 +42,6 @@ func newSession(id string) *session {
 		id:       id,
 		evPrefix: prefix,
 		done:     make(chan struct{}),
-		turn:     make(chan struct{}, 1),
 		attached: make(map[*conn]*attachment),
 		tools:    make(map[string]chan reply),
 	}
@@ -101,6 +107,7 @@ func (s *Server) unloadLocked(ss *session) {
 	}
 	clear(ss.attached)
 	ss.order = nil
+	ss.queue = nil
 	if s.sessions[ss.id] == ss {
 		delete(s.sessions, ss.id)
 	}
@@ -145,6 +152,9 @@ func (s *Server) loaded(id string) *session {
 func (s *Server) emit(ss *session, typ string, data []byte, persist bool) bool {
 	if !s.gate(ss.done) {
 		return false
+	}
+	if s.closing() {
+		return false // a killed process writes nothing more
 	}
 	now := time.Now()
 	var idbuf [36]byte

@@ -25,21 +25,33 @@ func Answer(name, prompt string, n int) string {
 	return fmt.Sprintf("echo from %s: %s (turn %d)", name, prompt, n)
 }
 
-// runTurn plays one turn of a session: the user message, the scripted
-// exchange if any, the deltas and the answer, then the idle events.
-// Turns of a session run one at a time, in the order they were sent.
-func (s *Server) runTurn(ss *session, msgID, prompt string) {
-	defer s.wg.Done()
-	defer s.activeTurns.Add(-1)
-	select {
-	case ss.turn <- struct{}{}:
-	case <-ss.done:
-		return
-	case <-s.done:
-		return
-	}
-	defer func() { <-ss.turn }()
+// maxQueuedTurns bounds the messages waiting for their turn in one session.
+const maxQueuedTurns = 256
 
+// playTurns is a session's turn worker: it plays queued turns in order
+// until the queue is empty or the session is unloaded.
+func (s *Server) playTurns(ss *session) {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		if len(ss.queue) == 0 || ss.unloaded() || s.closing() {
+			ss.playing = false
+			s.mu.Unlock()
+			return
+		}
+		t := ss.queue[0]
+		ss.queue = ss.queue[1:]
+		s.mu.Unlock()
+		s.activeTurns.Add(1)
+		s.runTurn(ss, t.messageID, t.prompt)
+		s.activeTurns.Add(-1)
+	}
+}
+
+// runTurn plays one turn of a session: the user message, the scripted
+// exchange if any, the deltas and the answer, then the idle events. It
+// returns early when the session is unloaded or the server closes.
+func (s *Server) runTurn(ss *session, msgID, prompt string) {
 	n := s.store.Turns(ss.id) + 1
 	turnID := strconv.Itoa(n - 1)
 	turnData := mustJSON(struct {
