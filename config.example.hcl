@@ -130,8 +130,10 @@ health {
 gossip {
   # host:port memberlist listens on (TCP and UDP); the host must be an IP
   # address, or empty for all interfaces. "" disables gossip (advertise and
-  # join must then be empty). Default "127.0.0.1:7946".
-  bind = "127.0.0.1:7946"
+  # join must then be empty). The --gossip-bind and --join flags switch it
+  # on (--join alone binds "127.0.0.1:7946", loopback only); `rpcproxy agent`
+  # always gossips. Default "".
+  bind = ""
 
   # IP:port other members use to reach this one. "" derives it from bind.
   # Default "".
@@ -141,8 +143,10 @@ gossip {
   # cluster. Default [].
   join = []
 
-  # Base64 AES keys of 16, 24 or 32 bytes. The first encrypts and decrypts;
-  # the others only decrypt, so keys can be rotated without downtime.
+  # Base64 AES keys of 16, 24 or 32 bytes. The first encrypts everything
+  # this node sends; every key is tried to decrypt. A node understands peers
+  # whose primary key it holds, so rotate in three rolling steps:
+  # [old, new], then [new, old], then [new].
   # [] means no encryption. When empty here, the environment variable
   # RPCPROXY_GOSSIP_KEYS (comma-separated) is used. Default [].
   encrypt = []
@@ -150,4 +154,36 @@ gossip {
   # memberlist timings: "lan" (memberlist's DefaultLANConfig) or "fast"
   # (tuned for quicker failure detection). Default "lan".
   profile = "lan"
+
+  # COPILOT_CONNECTION_TOKEN of the CLI servers found by gossip, sent in the
+  # proxy's upstream connect when set. When empty here, the environment
+  # variable RPCPROXY_BACKEND_TOKEN is used. Default "".
+  backend_token = ""
+}
+
+# Agent: `rpcproxy agent`, run beside one headless CLI server, announces it to
+# the gossip cluster with its health; `rpcproxy serve` ignores this block.
+agent {
+  # Address of the local CLI server the agent checks. Default "127.0.0.1:4321".
+  cli = "127.0.0.1:4321"
+
+  # Address proxies dial for this CLI server. "" means cli. Default "".
+  advertise = ""
+
+  # Node name in the cluster, unique among members. "" means "agent-" plus
+  # the advertised address. Default "".
+  name = ""
+
+  # Relative capacity announced to proxies (reserved: placement does not use
+  # it yet). Must be >= 1. Default 1.
+  weight = 1
+
+  # The CLI server's COPILOT_CONNECTION_TOKEN, for the agent's own checks.
+  # Default "".
+  token = ""
+
+  # After SIGTERM the agent announces itself draining (no new sessions; its
+  # sessions move at their next turn boundary) for up to this long, then
+  # leaves the cluster. Default "10s".
+  drain_timeout = "10s"
 }

@@ -41,6 +41,8 @@ const (
 	// EnvGossipKeys supplies Gossip.Encrypt, comma-separated, when the file
 	// leaves it empty.
 	EnvGossipKeys = "RPCPROXY_GOSSIP_KEYS"
+	// EnvBackendToken supplies Gossip.BackendToken when the file leaves it empty.
+	EnvBackendToken = "RPCPROXY_BACKEND_TOKEN"
 )
 
 // Config is the whole configuration of one rpcproxy process. The zero value
@@ -89,6 +91,10 @@ type Config struct {
 
 	// Gossip configures cluster membership between rpcproxy instances.
 	Gossip Gossip
+
+	// Agent configures `rpcproxy agent`, which runs beside one CLI server
+	// and announces it to the cluster. `rpcproxy serve` ignores it.
+	Agent Agent
 }
 
 // Limits bound the resources one client connection can hold. Every field must
@@ -218,8 +224,10 @@ type Health struct {
 type Gossip struct {
 	// Bind is the host:port memberlist listens on (TCP and UDP). The host
 	// must be an IP literal or empty (all interfaces). Empty Bind disables
-	// gossip; Advertise and Join must then be empty too.
-	// Default "127.0.0.1:7946".
+	// gossip; Advertise and Join must then be empty too. The --join and
+	// --gossip-bind flags enable it (--join alone binds DefaultGossipBind,
+	// loopback). `rpcproxy agent` always gossips, on DefaultGossipBind when
+	// this is empty. Default "" (off).
 	Bind string
 
 	// Advertise is the IP:port other members use to reach this one. Empty
@@ -242,6 +250,43 @@ type Gossip struct {
 	// DefaultLANConfig) or "fast" (tuned for quicker failure detection).
 	// Default "lan".
 	Profile string
+
+	// BackendToken is the COPILOT_CONNECTION_TOKEN of the CLI servers found
+	// by gossip, sent in the proxy's upstream connect when not empty. When
+	// the file leaves it empty, Load takes it from RPCPROXY_BACKEND_TOKEN.
+	// Never log it. Default "".
+	BackendToken string
+}
+
+// DefaultGossipBind is the gossip address used when gossip is switched on
+// without one: loopback only.
+const DefaultGossipBind = "127.0.0.1:7946"
+
+// Agent configures `rpcproxy agent`.
+type Agent struct {
+	// CLI is the address of the local headless CLI server the agent checks.
+	// Default "127.0.0.1:4321".
+	CLI string
+
+	// Advertise is the address proxies should dial for this CLI server.
+	// Empty means CLI. Default "".
+	Advertise string
+
+	// Name is this agent's node name in the cluster, unique among members.
+	// Empty means "agent-" plus the advertised address. Default "".
+	Name string
+
+	// Weight is the CLI server's relative capacity, announced to proxies
+	// (reserved: placement does not use it yet). Default 1.
+	Weight int
+
+	// Token is the CLI server's COPILOT_CONNECTION_TOKEN, used by the
+	// agent's own checks. Never log it. Default "".
+	Token string
+
+	// DrainTimeout bounds how long the agent stays in the cluster as
+	// draining after SIGTERM before it leaves. Default "10s".
+	DrainTimeout time.Duration
 }
 
 // Enabled reports whether gossip is configured to run.
@@ -276,8 +321,12 @@ func Default() *Config {
 			Fall:     2,
 		},
 		Gossip: Gossip{
-			Bind:    "127.0.0.1:7946",
 			Profile: ProfileLAN,
+		},
+		Agent: Agent{
+			CLI:          "127.0.0.1:4321",
+			Weight:       1,
+			DrainTimeout: 10 * time.Second,
 		},
 	}
 }

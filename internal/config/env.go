@@ -18,6 +18,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	if len(c.Gossip.Encrypt) == 0 {
 		c.Gossip.Encrypt = splitList(getenv(EnvGossipKeys))
 	}
+	if c.Gossip.BackendToken == "" {
+		c.Gossip.BackendToken = getenv(EnvBackendToken)
+	}
 }
 
 // splitList splits a comma-separated list, trimming blanks and dropping empty

@@ -128,6 +128,7 @@ type fileConfig struct {
 	Pool            *filePool     `hcl:"pool,block"`
 	Health          *fileHealth   `hcl:"health,block"`
 	Gossip          *fileGossip   `hcl:"gossip,block"`
+	Agent           *fileAgent    `hcl:"agent,block"`
 }
 
 type fileLimits struct {
@@ -171,11 +172,21 @@ type fileHealth struct {
 }
 
 type fileGossip struct {
-	Bind      *string   `hcl:"bind,optional"`
-	Advertise *string   `hcl:"advertise,optional"`
-	Join      *[]string `hcl:"join,optional"`
-	Encrypt   *[]string `hcl:"encrypt,optional"`
-	Profile   *string   `hcl:"profile,optional"`
+	Bind         *string   `hcl:"bind,optional"`
+	Advertise    *string   `hcl:"advertise,optional"`
+	Join         *[]string `hcl:"join,optional"`
+	Encrypt      *[]string `hcl:"encrypt,optional"`
+	Profile      *string   `hcl:"profile,optional"`
+	BackendToken *string   `hcl:"backend_token,optional"`
+}
+
+type fileAgent struct {
+	CLI          *string        `hcl:"cli,optional"`
+	Advertise    *string        `hcl:"advertise,optional"`
+	Name         *string        `hcl:"name,optional"`
+	Weight       *int           `hcl:"weight,optional"`
+	Token        *string        `hcl:"token,optional"`
+	DrainTimeout hcl.Expression `hcl:"drain_timeout,optional"`
 }
 
 // overlay copies every setting present in f onto cfg.
@@ -230,6 +241,15 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 		setList(&cfg.Gossip.Join, g.Join)
 		setList(&cfg.Gossip.Encrypt, g.Encrypt)
 		set(&cfg.Gossip.Profile, g.Profile)
+		set(&cfg.Gossip.BackendToken, g.BackendToken)
+	}
+	if a := f.Agent; a != nil {
+		set(&cfg.Agent.CLI, a.CLI)
+		set(&cfg.Agent.Advertise, a.Advertise)
+		set(&cfg.Agent.Name, a.Name)
+		set(&cfg.Agent.Weight, a.Weight)
+		set(&cfg.Agent.Token, a.Token)
+		diags = append(diags, setDuration(&cfg.Agent.DrainTimeout, a.DrainTimeout)...)
 	}
 	return diags
 }

@@ -21,6 +21,13 @@ type Overrides struct {
 
 	// Spawn replaces Pool.Spawn when not nil.
 	Spawn *int
+
+	// GossipBind replaces Gossip.Bind when not empty (and so enables gossip).
+	GossipBind string
+
+	// Join, when not nil, replaces Gossip.Join; it enables gossip on
+	// DefaultGossipBind if no bind address is set.
+	Join []string
 }
 
 // Apply replaces the settings o sets. It does not validate; call Validate
@@ -34,6 +41,18 @@ func (c *Config) Apply(o Overrides) {
 	}
 	if o.Spawn != nil {
 		c.Pool.Spawn = *o.Spawn
+	}
+	if o.GossipBind != "" {
+		c.Gossip.Bind = o.GossipBind
+	}
+	if o.Join != nil {
+		c.Gossip.Join = nil
+		for _, item := range o.Join {
+			c.Gossip.Join = append(c.Gossip.Join, splitList(item)...)
+		}
+		if c.Gossip.Bind == "" && len(c.Gossip.Join) > 0 {
+			c.Gossip.Bind = DefaultGossipBind
+		}
 	}
 	if o.Backends != nil {
 		fromFile := make(map[string]Backend, len(c.Backends))

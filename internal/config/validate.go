@@ -105,6 +105,7 @@ func (c *Config) Validate() error {
 	v.positive("health.fall", h.Fall)
 
 	v.gossip(c.Gossip)
+	v.agent(c.Agent)
 
 	return errors.Join(v.errs...)
 }
@@ -233,4 +234,17 @@ func addressKey(addr string) string {
 		host = ip.String()
 	}
 	return net.JoinHostPort(strings.ToLower(host), port)
+}
+
+func (v *validator) agent(a Agent) {
+	v.address("agent.cli", a.CLI, addrRules{requireHost: true})
+	if a.Advertise != "" {
+		v.address("agent.advertise", a.Advertise, addrRules{requireHost: true})
+	}
+	if a.Weight < 1 {
+		v.fail("agent.weight", "must be >= 1, got %d", a.Weight)
+	}
+	if a.DrainTimeout < 0 {
+		v.fail("agent.drain_timeout", "must be >= 0, got %s", a.DrainTimeout)
+	}
 }

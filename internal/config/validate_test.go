@@ -119,17 +119,23 @@ func TestValidateBad(t *testing.T) {
 		{"health timeout over interval", func(c *Config) { c.Health.Timeout = 2 * time.Second }, "health.timeout", "must not exceed health.interval"},
 		{"zero rise", func(c *Config) { c.Health.Rise = 0 }, "health.rise", "must be > 0"},
 		{"negative fall", func(c *Config) { c.Health.Fall = -2 }, "health.fall", "must be > 0"},
-		{"gossip profile", func(c *Config) { c.Gossip.Profile = "wan" }, "gossip.profile", `"wan" is not a profile`},
+		{"gossip profile", func(c *Config) { c.Gossip.Bind = DefaultGossipBind; c.Gossip.Profile = "wan" }, "gossip.profile", `"wan" is not a profile`},
 		{"gossip bind on a host name", func(c *Config) { c.Gossip.Bind = "localhost:7946" }, "gossip.bind", "must be an IP address"},
 		{"gossip bind without port", func(c *Config) { c.Gossip.Bind = "127.0.0.1" }, "gossip.bind", "missing port"},
-		{"gossip advertise host name", func(c *Config) { c.Gossip.Advertise = "me.internal:7946" }, "gossip.advertise", "must be an IP address"},
-		{"gossip advertise port zero", func(c *Config) { c.Gossip.Advertise = "10.0.0.1:0" }, "gossip.advertise", "from 1 to 65535"},
-		{"gossip join without port", func(c *Config) { c.Gossip.Join = []string{"10.0.0.1:7946", "peer"} }, "gossip.join[1]", "missing port"},
+		{"gossip advertise host name", func(c *Config) { c.Gossip.Bind = DefaultGossipBind; c.Gossip.Advertise = "me.internal:7946" }, "gossip.advertise", "must be an IP address"},
+		{"gossip advertise port zero", func(c *Config) { c.Gossip.Bind = DefaultGossipBind; c.Gossip.Advertise = "10.0.0.1:0" }, "gossip.advertise", "from 1 to 65535"},
+		{"gossip join without port", func(c *Config) { c.Gossip.Bind = DefaultGossipBind; c.Gossip.Join = []string{"10.0.0.1:7946", "peer"} }, "gossip.join[1]", "missing port"},
 		{"gossip join while disabled", func(c *Config) { c.Gossip.Bind = ""; c.Gossip.Join = []string{"10.0.0.1:7946"} }, "gossip.join", "gossip is disabled"},
 		{"gossip advertise while disabled", func(c *Config) { c.Gossip.Bind = ""; c.Gossip.Advertise = "10.0.0.1:7946" }, "gossip.advertise", "gossip is disabled"},
-		{"gossip key not base64", func(c *Config) { c.Gossip.Encrypt = []string{"%%%"} }, "gossip.encrypt[0]", "not valid base64"},
-		{"gossip key wrong size", func(c *Config) { c.Gossip.Encrypt = []string{testKey(16, 1), testKey(20, 2)} }, "gossip.encrypt[1]", "key is 20 bytes"},
-		{"gossip key repeated", func(c *Config) { c.Gossip.Encrypt = []string{testKey(16, 1), testKey(16, 1)} }, "gossip.encrypt[1]", "same key as gossip.encrypt[0]"},
+		{"gossip key not base64", func(c *Config) { c.Gossip.Bind = DefaultGossipBind; c.Gossip.Encrypt = []string{"%%%"} }, "gossip.encrypt[0]", "not valid base64"},
+		{"gossip key wrong size", func(c *Config) {
+			c.Gossip.Bind = DefaultGossipBind
+			c.Gossip.Encrypt = []string{testKey(16, 1), testKey(20, 2)}
+		}, "gossip.encrypt[1]", "key is 20 bytes"},
+		{"gossip key repeated", func(c *Config) {
+			c.Gossip.Bind = DefaultGossipBind
+			c.Gossip.Encrypt = []string{testKey(16, 1), testKey(16, 1)}
+		}, "gossip.encrypt[1]", "same key as gossip.encrypt[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,6 +175,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 
 func TestValidateNeverPrintsSecrets(t *testing.T) {
 	c := Default()
+	c.Gossip.Bind = DefaultGossipBind
 	c.Gossip.Encrypt = []string{"c2VjcmV0LWtleQ==", "secret%key"} // valid base64 of a short key, then not base64
 	err := c.Validate()
 	if err == nil {
@@ -200,7 +207,7 @@ func TestAccessors(t *testing.T) {
 	if got := (Pool{CopilotPath: "/bin/cp"}).Executable(); got != "/bin/cp" {
 		t.Errorf("Executable() = %q, want /bin/cp", got)
 	}
-	if !Default().Gossip.Enabled() || (Gossip{}).Enabled() {
+	if Default().Gossip.Enabled() || !(Gossip{Bind: DefaultGossipBind}).Enabled() {
 		t.Error("Gossip.Enabled does not follow Bind")
 	}
 }
