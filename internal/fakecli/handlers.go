@@ -391,7 +391,7 @@ type listedSession struct {
 }
 
 func handleList(s *Server, c *conn, req *request) (any, *RPCError) {
-	entries := s.store.list()
+	entries := s.store.listed()
 	out := make([]listedSession, len(entries))
 	for i, e := range entries {
 		out[i] = listedSession{SessionID: e.ID, StartTime: formatTime(e.Start), ModifiedTime: formatTime(e.Modified),
@@ -403,7 +403,7 @@ func handleList(s *Server, c *conn, req *request) (any, *RPCError) {
 }
 
 func handleGetLastID(s *Server, c *conn, req *request) (any, *RPCError) {
-	entries := s.store.list()
+	entries := s.store.listed()
 	if len(entries) == 0 {
 		return json.RawMessage(`{}`), nil
 	}

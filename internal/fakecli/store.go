@@ -15,8 +15,103 @@ const MaxStoredEvents = 4096
 // Store is the persisted side of sessions: what a CLI keeps under
 // $COPILOT_HOME/session-state. Servers built with the same *Store see each
 // other's sessions, so a session created on one can be resumed on another
-// after the first is closed. A Store is safe for concurrent use.
+// after the first is closed. NewStore keeps sessions in memory; OpenStore
+// keeps them in a directory that several processes may share. A Store is
+// safe for concurrent use.
 type Store struct {
+	b storeBackend
+}
+
+// storeBackend is where a Store keeps its sessions.
+type storeBackend interface {
+	// ensure persists a new session, with its first event when start is
+	// not nil, or leaves an existing one as it is. It returns the
+	// session's start time.
+	ensure(id string, now time.Time, start []byte) time.Time
+	// startTime returns the session's start time and whether it is persisted.
+	startTime(id string) (time.Time, bool)
+	// appendEvent persists one event; false when the session is gone.
+	appendEvent(id string, now time.Time, ev []byte) bool
+	// endTurn counts a completed turn whose prompt was prompt.
+	endTurn(id string, now time.Time, prompt string) (start, modified time.Time, ok bool)
+	// events returns the persisted events, oldest first; the slices must
+	// not be modified.
+	events(id string) ([][]byte, bool)
+	// remove deletes a session; it reports whether there was one.
+	remove(id string) bool
+	// turns returns the completed turns of a session, 0 if unknown.
+	turns(id string) int
+	// list returns every session's metadata, in no order.
+	list() []listEntry
+}
+
+// listEntry is what the store tells about one session.
+type listEntry struct {
+	ID       string
+	Start    time.Time
+	Modified time.Time
+	Summary  string
+	Turns    int
+}
+
+// NewStore returns an empty in-memory Store.
+func NewStore() *Store {
+	return &Store{b: &memStore{sessions: make(map[string]*record)}}
+}
+
+// Has reports whether the session is persisted.
+func (s *Store) Has(sessionID string) bool {
+	_, ok := s.b.startTime(sessionID)
+	return ok
+}
+
+// Turns returns the number of completed turns of the session, 0 if unknown.
+func (s *Store) Turns(sessionID string) int { return s.b.turns(sessionID) }
+
+// IDs returns the persisted session IDs, sorted.
+func (s *Store) IDs() []string {
+	entries := s.b.list()
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (s *Store) ensure(id string, now time.Time, start []byte) time.Time {
+	return s.b.ensure(id, now, start)
+}
+
+func (s *Store) startTime(id string) (time.Time, bool) { return s.b.startTime(id) }
+
+func (s *Store) appendEvent(id string, now time.Time, ev []byte) bool {
+	return s.b.appendEvent(id, now, ev)
+}
+
+func (s *Store) endTurn(id string, now time.Time, prompt string) (start, modified time.Time, ok bool) {
+	return s.b.endTurn(id, now, prompt)
+}
+
+func (s *Store) events(id string) ([][]byte, bool) { return s.b.events(id) }
+
+func (s *Store) remove(id string) bool { return s.b.remove(id) }
+
+// listed returns the sessions with at least one turn, most recently
+// modified first, as session.list does.
+func (s *Store) listed() []listEntry {
+	out := slices.DeleteFunc(s.b.list(), func(e listEntry) bool { return e.Turns == 0 })
+	slices.SortFunc(out, func(a, b listEntry) int {
+		if c := b.Modified.Compare(a.Modified); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// memStore keeps sessions in memory.
+type memStore struct {
 	mu       sync.Mutex
 	sessions map[string]*record
 }
@@ -30,88 +125,52 @@ type record struct {
 	events   [][]byte // persisted event objects, oldest first
 }
 
-// NewStore returns an empty Store.
-func NewStore() *Store {
-	return &Store{sessions: make(map[string]*record)}
-}
-
-// Has reports whether the session is persisted.
-func (s *Store) Has(sessionID string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.sessions[sessionID]
-	return ok
-}
-
-// Turns returns the number of completed turns of the session, 0 if unknown.
-func (s *Store) Turns(sessionID string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.sessions[sessionID]; ok {
-		return r.turns
-	}
-	return 0
-}
-
-// IDs returns the persisted session IDs, sorted.
-func (s *Store) IDs() []string {
-	s.mu.Lock()
-	ids := make([]string, 0, len(s.sessions))
-	for id := range s.sessions {
-		ids = append(ids, id)
-	}
-	s.mu.Unlock()
-	slices.Sort(ids)
-	return ids
-}
-
-// ensure persists a new session, with its first event when start is not
-// nil, or leaves an existing one as it is. It returns the session's start time.
-func (s *Store) ensure(id string, now time.Time, start []byte) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.sessions[id]; ok {
+func (m *memStore) ensure(id string, now time.Time, start []byte) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.sessions[id]; ok {
 		return r.start
 	}
 	r := &record{start: now, modified: now}
 	if start != nil {
 		r.events = append(r.events, start)
 	}
-	s.sessions[id] = r
+	m.sessions[id] = r
 	return now
 }
 
-// startTime returns the session's start time and whether it is persisted.
-func (s *Store) startTime(id string) (time.Time, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.sessions[id]
+func (m *memStore) startTime(id string) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.sessions[id]
 	if !ok {
 		return time.Time{}, false
 	}
 	return r.start, true
 }
 
-// appendEvent persists one event. It reports false when the session has
-// been deleted meanwhile.
-func (s *Store) appendEvent(id string, now time.Time, ev []byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.sessions[id]
+func (m *memStore) appendEvent(id string, now time.Time, ev []byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.sessions[id]
 	if !ok {
 		return false
 	}
-	r.push(ev)
+	if len(r.events) >= MaxStoredEvents {
+		// Drop the oldest quarter at once so trimming stays amortised O(1).
+		n := copy(r.events, r.events[MaxStoredEvents/4:])
+		clear(r.events[n:])
+		r.events = r.events[:n]
+	}
+	r.events = append(r.events, ev)
 	r.modified = now
 	return true
 }
 
-// endTurn counts a completed turn whose prompt was prompt and returns the
-// session's start and modified times.
-func (s *Store) endTurn(id string, now time.Time, prompt string) (start, modified time.Time, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.sessions[id]
+func (m *memStore) endTurn(id string, now time.Time, prompt string) (start, modified time.Time, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.sessions[id]
 	if !ok {
 		return time.Time{}, time.Time{}, false
 	}
@@ -123,63 +182,40 @@ func (s *Store) endTurn(id string, now time.Time, prompt string) (start, modifie
 	return r.start, r.modified, true
 }
 
-func (r *record) push(ev []byte) {
-	if len(r.events) >= MaxStoredEvents {
-		// Drop the oldest quarter at once so trimming stays amortised O(1).
-		n := copy(r.events, r.events[MaxStoredEvents/4:])
-		clear(r.events[n:])
-		r.events = r.events[:n]
-	}
-	r.events = append(r.events, ev)
-}
-
-// events returns the persisted events of a session; the slices are shared
-// and must not be modified.
-func (s *Store) events(id string) ([][]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.sessions[id]
+func (m *memStore) events(id string) ([][]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.sessions[id]
 	if !ok {
 		return nil, false
 	}
 	return slices.Clone(r.events), true
 }
 
-// remove deletes a session; it reports whether there was one.
-func (s *Store) remove(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.sessions[id]
-	delete(s.sessions, id)
+func (m *memStore) remove(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.sessions[id]
+	delete(m.sessions, id)
 	return ok
 }
 
-// listEntry is what session.list tells about one session.
-type listEntry struct {
-	ID       string
-	Start    time.Time
-	Modified time.Time
-	Summary  string
+func (m *memStore) turns(id string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.sessions[id]; ok {
+		return r.turns
+	}
+	return 0
 }
 
-// list returns the sessions with at least one turn, most recently modified
-// first, as session.list does.
-func (s *Store) list() []listEntry {
-	s.mu.Lock()
-	out := make([]listEntry, 0, len(s.sessions))
-	for id, r := range s.sessions {
-		if r.turns == 0 {
-			continue
-		}
-		out = append(out, listEntry{ID: id, Start: r.start, Modified: r.modified, Summary: r.summary})
+func (m *memStore) list() []listEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]listEntry, 0, len(m.sessions))
+	for id, r := range m.sessions {
+		out = append(out, listEntry{ID: id, Start: r.start, Modified: r.modified, Summary: r.summary, Turns: r.turns})
 	}
-	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b listEntry) int {
-		if c := b.Modified.Compare(a.Modified); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	return out
 }
 

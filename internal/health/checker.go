@@ -136,8 +136,8 @@ func (c *Checker) Add(b *router.Backend) error {
 	h := &host{b: b, state: StateUp, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.hosts[b.Name] = h
 	c.wg.Add(1)
+	c.rebuildLocked()
 	c.mu.Unlock()
-	c.rebuild()
 	go c.checkLoop(h)
 	return nil
 }
@@ -149,11 +149,9 @@ func (c *Checker) Remove(name string) {
 	if ok {
 		delete(c.hosts, name)
 		close(h.stop)
+		c.rebuildLocked()
 	}
 	c.mu.Unlock()
-	if ok {
-		c.rebuild()
-	}
 }
 
 // ReportFailure is a passive check: a failed dial, a reset or closed
@@ -168,6 +166,7 @@ func (c *Checker) ReportFailure(name string, err error) {
 	}
 	from := h.effective()
 	h.state, h.good, h.bad = StateDown, 0, 0
+	c.rebuildLocked()
 	c.mu.Unlock()
 	c.log.Warn("backend down (passive)", "backend", name, "error", err)
 	select {
@@ -188,6 +187,9 @@ func (c *Checker) SetDraining(name string, draining bool) error {
 	from := h.effective()
 	h.draining = draining
 	to := h.effective()
+	if from != to {
+		c.rebuildLocked()
+	}
 	c.mu.Unlock()
 	if from != to {
 		c.log.Info("backend state", "backend", name, "from", from.String(), "to", to.String())
@@ -230,24 +232,23 @@ func (c *Checker) Close() {
 	c.wg.Wait()
 }
 
+// changed reports a state change; the ring was rebuilt under the lock that
+// made it, so rebuilds are applied in the order the changes happened.
 func (c *Checker) changed(name string, from, to State) {
-	c.rebuild()
 	if c.cfg.OnChange != nil {
 		c.cfg.OnChange(name, from, to)
 	}
 }
 
-// rebuild sets the ring to the routable backends. The ring sorts its input,
-// so the map's order does not matter.
-func (c *Checker) rebuild() {
-	c.mu.Lock()
+// rebuildLocked sets the ring to the routable backends; c.mu is held. The
+// ring sorts its input, so the map's order does not matter.
+func (c *Checker) rebuildLocked() {
 	var routable []*router.Backend
 	for _, h := range c.hosts {
 		if h.routable() {
 			routable = append(routable, h.b)
 		}
 	}
-	c.mu.Unlock()
 	if err := c.table.Set(routable); err != nil {
 		c.log.Error("cannot rebuild ring", "error", err)
 	}
@@ -321,6 +322,9 @@ func (c *Checker) record(h *host, err error) {
 		}
 	}
 	to := h.effective()
+	if from != to {
+		c.rebuildLocked()
+	}
 	c.mu.Unlock()
 	if from == to {
 		return

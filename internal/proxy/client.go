@@ -83,13 +83,22 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 func (c *clientConn) serve() {
 	c.log.Debug("client connected")
 	c.wg.Add(1)
-	go c.writeLoop()
+	writerDone := make(chan struct{})
+	go func() { c.writeLoop(); close(writerDone) }()
 	err := c.readLoop()
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log.Debug("client disconnected")
 	default:
 		c.log.Warn("closing client", "error", err)
+		// Let the writer send what is queued (the error that explains the
+		// close) before the connection goes, within a bound.
+		if c.send(outFrame{}) {
+			select {
+			case <-writerDone:
+			case <-time.After(time.Second):
+			}
+		}
 	}
 	c.shutdown()
 	c.wg.Wait()
@@ -145,7 +154,6 @@ func (c *clientConn) readLoop() error {
 		fatal := c.dispatch(buf, &m)
 		buf.Release()
 		if fatal != nil {
-			c.flushClientSoon()
 			return fatal
 		}
 		if c.r.Buffered() == 0 {
@@ -401,18 +409,6 @@ func (c *clientConn) flushUpstreams() {
 		c.dirty[i] = nil
 	}
 	c.dirty = c.dirty[:0]
-}
-
-// flushClientSoon gives the writer a moment to send a last error before close.
-func (c *clientConn) flushClientSoon() {
-	deadline := time.After(100 * time.Millisecond)
-	for len(c.out) > 0 {
-		select {
-		case <-deadline:
-			return
-		case <-time.After(time.Millisecond):
-		}
-	}
 }
 
 // paramsOf returns the raw params value of a small request (create/resume),

@@ -29,7 +29,7 @@ func (c *clientConn) send(f outFrame) bool {
 
 // writeLoop owns the client connection's write side. It writes every queued
 // frame and flushes only when the queue is empty, so bursts go out in few
-// system calls.
+// system calls. A frame with no buffer asks it to flush and stop.
 func (c *clientConn) writeLoop() {
 	defer c.wg.Done()
 	w := frame.NewWriter(c.conn)
@@ -42,7 +42,12 @@ func (c *clientConn) writeLoop() {
 		case <-c.done:
 			return
 		}
+		stop := false
 		for {
+			if f.buf == nil {
+				stop = true
+				break
+			}
 			err := writeOut(w, &f)
 			f.buf.Release()
 			if err != nil {
@@ -71,6 +76,9 @@ func (c *clientConn) writeLoop() {
 		if err := w.Flush(); err != nil {
 			c.log.Debug("client write failed", "error", err)
 			c.shutdown()
+			return
+		}
+		if stop {
 			return
 		}
 	}
