@@ -18,14 +18,18 @@ func TestGoSDKSessionsAcrossBackends(t *testing.T) {
 	c := cluster(t)
 	client := newClient(t, c.Target)
 	const n = 8
-	before := c.Stub.Stats().Completions
+	before := c.Stub.Stats()
 
 	sessions := make([]*copilot.Session, n)
 	errs := parallel(n, func(i int) error {
 		id := fmt.Sprintf("go-spread-%d", i)
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
-		s, err := client.CreateSession(ctx, sessionConfig(c, id))
+		cfg := sessionConfig(c, id)
+		// Half the sessions stream: many small delta events interleaved
+		// with the other sessions' traffic on the one connection.
+		cfg.Streaming = ptr(i%2 == 1)
+		s, err := client.CreateSession(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("session.create %s: %w", id, err)
 		}
@@ -56,10 +60,76 @@ func TestGoSDKSessionsAcrossBackends(t *testing.T) {
 	if !c.Direct() && len(perBackend) < 2 {
 		t.Errorf("all %d sessions landed on one backend: %v", n, perBackend)
 	}
-	if got := c.Stub.Stats().Completions - before; got < n {
+	after := c.Stub.Stats()
+	if got := after.Completions - before.Completions; got < n {
 		t.Errorf("model stub answered %d completions, want at least %d", got, n)
 	}
+	if got := after.Streamed - before.Streamed; got < n/2 {
+		t.Errorf("model stub streamed %d completions, want at least %d", got, n/2)
+	}
 }
+
+// TestGoSDKTwoClientsAtOnce: two connections run sessions at the same time;
+// each gets its own replies and the lifecycle notifications of its sessions.
+func TestGoSDKTwoClientsAtOnce(t *testing.T) {
+	c := cluster(t)
+	const perClient = 3
+	type seen struct {
+		mu      sync.Mutex
+		created map[string]bool
+	}
+	clients := make([]*copilot.Client, 2)
+	lifecycle := make([]*seen, 2)
+	for k := range clients {
+		clients[k] = newClient(t, c.Target)
+		lifecycle[k] = &seen{created: map[string]bool{}}
+		l := lifecycle[k]
+		clients[k].On(func(ev copilot.SessionLifecycleEvent) {
+			if ev.Type == copilot.SessionLifecycleCreated {
+				l.mu.Lock()
+				l.created[ev.SessionID] = true
+				l.mu.Unlock()
+			}
+		})
+	}
+	errs := parallel(2*perClient, func(i int) error {
+		k := i % 2
+		id := fmt.Sprintf("go-two-%c-%d", 'a'+k, i/2)
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		s, err := clients[k].CreateSession(ctx, sessionConfig(c, id))
+		if err != nil {
+			return fmt.Errorf("session.create %s: %w", id, err)
+		}
+		for turnNo := 1; turnNo <= 2; turnNo++ {
+			prompt := fmt.Sprintf("turn %d of %s", turnNo, id)
+			got, err := turn(s, prompt)
+			if err != nil {
+				return err
+			}
+			if want := fmt.Sprintf("reply #%d: %s", turnNo, prompt); got != want {
+				return fmt.Errorf("session %s: reply %q, want %q", id, got, want)
+			}
+		}
+		return nil
+	})
+	for _, err := range errs {
+		t.Error(err)
+	}
+	for k, l := range lifecycle {
+		l.mu.Lock()
+		for i := range perClient {
+			id := fmt.Sprintf("go-two-%c-%d", 'a'+k, i)
+			checkPlacement(t, c, id)
+			if !l.created[id] {
+				t.Errorf("client %d got no session.lifecycle session.created for its session %s", k, id)
+			}
+		}
+		l.mu.Unlock()
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // TestGoSDKToolRoundTrip: sessions on several backends each ask the client to
 // run a tool; the handler runs in this process and the model's reply carries
