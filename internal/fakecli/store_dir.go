@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -47,15 +48,16 @@ const (
 	eventsFile = "events.jsonl"
 )
 
-// dirName maps a session ID to a directory name; every ID maps to a name
-// that stays inside root.
+// dirName maps a session ID to a directory name that stays inside root
+// and that url.PathUnescape maps back to the ID.
 func dirName(id string) string {
-	name := url.PathEscape(id)
-	switch name {
-	case "", ".", "..":
-		name = "%" + fmt.Sprintf("%x", id)
+	switch id {
+	case "":
+		return "%" // never unescapes: invisible to list, but inside root
+	case ".", "..":
+		return strings.Repeat("%2E", len(id))
 	}
-	return name
+	return url.PathEscape(id)
 }
 
 func (d *dirStore) path(id string, file string) string {
