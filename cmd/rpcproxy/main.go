@@ -1,7 +1,8 @@
 // Command rpcproxy is a session-aware JSON-RPC proxy in front of a pool of
 // headless Copilot CLI servers.
 //
-//	rpcproxy serve [--config FILE] [--listen ADDR] [--backend ADDR]... [--spawn N] [--log-level LEVEL]
+//	rpcproxy serve [--config FILE] [--listen ADDR] [--backend ADDR]... [--spawn N] [--join ADDR]... [--gossip-bind ADDR] [--log-level LEVEL]
+//	rpcproxy agent [--config FILE] --cli ADDR [--advertise ADDR] [--bind ADDR] [--join ADDR]... [--name NAME]
 package main
 
 import (
@@ -17,6 +18,7 @@ const usage = `rpcproxy: a session-aware proxy in front of headless Copilot CLI 
 
 Usage:
   rpcproxy serve [flags]   accept SDK connections and route sessions over the pool
+  rpcproxy agent [flags]   announce the CLI server beside it to the gossip cluster
   rpcproxy version         print the version
 
 Run "rpcproxy serve -h" for the flags.
@@ -38,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(args[1:], stderr)
+	case "agent":
+		err = agent(args[1:], stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "rpcproxy", version)
 		return 0

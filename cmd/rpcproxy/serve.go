@@ -58,15 +58,20 @@ func serve(args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "", `address SDK clients connect to (default ":4321")`)
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
 	spawn := fs.Int("spawn", -1, "start N headless CLI servers as a managed local pool")
-	var backends listFlag
+	gossipBind := fs.String("gossip-bind", "", `join gossip on this address (default "`+config.DefaultGossipBind+`" when --join is given)`)
+	var backends, join listFlag
 	fs.Var(&backends, "backend", "a static backend host:port (repeatable; replaces the file's backends)")
+	fs.Var(&join, "join", "address of a gossip cluster member to join (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
-	o := config.Overrides{Listen: *listen, LogLevel: *logLevel}
+	o := config.Overrides{Listen: *listen, LogLevel: *logLevel, GossipBind: *gossipBind}
+	if join.set {
+		o.Join = join.values
+	}
 	if backends.set {
 		o.Backends = backends.values
 	}
@@ -86,8 +91,8 @@ func serve(args []string, stderr io.Writer) error {
 
 // runProxy runs the proxy until ctx ends, then shuts everything down in order.
 func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
-	if len(cfg.Backends) == 0 && cfg.Pool.Spawn == 0 {
-		return errors.New("no backends: give --backend ADDR, --spawn N, or a config file with backend blocks or pool { spawn = N }")
+	if len(cfg.Backends) == 0 && cfg.Pool.Spawn == 0 && !cfg.Gossip.Enabled() {
+		return errors.New("no backends: give --backend ADDR, --spawn N, --join ADDR, or a config file with backend blocks, pool { spawn = N } or gossip")
 	}
 	if cfg.ConnectionToken == "" {
 		log.Warn("no connection token configured: connections will be accepted from any client (set connection_token or " + config.EnvConnectionToken + ")")
@@ -147,6 +152,14 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 			}
 		}
 		go followPool(pool, slots, token, checker, log)
+	}
+
+	if cfg.Gossip.Enabled() {
+		node, err := joinAsProxy(ctx, cfg, checker, log)
+		if err != nil {
+			return err
+		}
+		defer node.Close()
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -99,20 +99,28 @@ type host struct {
 	b        *router.Backend
 	state    State // up or down, as checks and reports say
 	draining bool
-	good     int // consecutive good checks
-	bad      int // consecutive failed checks
-	stop     chan struct{}
-	kick     chan struct{} // check now (after a passive failure)
+	// agentDown: the backend's agent reports its CLI unhealthy (gossip).
+	agentDown bool
+	good      int // consecutive good checks
+	bad       int // consecutive failed checks
+	stop      chan struct{}
+	kick      chan struct{} // check now (after a passive failure)
 }
 
+// usable reports whether the host answers: its sessions may stay.
+func (h *host) usable() bool { return h.state == StateUp && !h.agentDown }
+
 // routable reports whether new sessions may go to the host.
-func (h *host) routable() bool { return h.state == StateUp && !h.draining }
+func (h *host) routable() bool { return h.usable() && !h.draining }
 
 func (h *host) effective() State {
-	if h.state == StateUp && h.draining {
+	switch {
+	case !h.usable():
+		return StateDown
+	case h.draining:
 		return StateDraining
 	}
-	return h.state
+	return StateUp
 }
 
 // New returns a checker that keeps table's ring equal to the routable backends.
@@ -142,16 +150,22 @@ func (c *Checker) Add(b *router.Backend) error {
 	return nil
 }
 
-// Remove stops checking a backend and takes it off the ring.
+// Remove stops checking a backend and takes it off the ring; to OnChange
+// it goes down, so its sessions move on their next request.
 func (c *Checker) Remove(name string) {
 	c.mu.Lock()
 	h, ok := c.hosts[name]
+	var from State
 	if ok {
+		from = h.effective()
 		delete(c.hosts, name)
 		close(h.stop)
 		c.rebuildLocked()
 	}
 	c.mu.Unlock()
+	if ok && from != StateDown {
+		c.changed(name, from, StateDown)
+	}
 }
 
 // ReportFailure is a passive check: a failed dial, a reset or closed
@@ -166,6 +180,10 @@ func (c *Checker) ReportFailure(name string, err error) {
 	}
 	from := h.effective()
 	h.state, h.good, h.bad = StateDown, 0, 0
+	if from == StateDown { // already off the ring by its agent's report
+		c.mu.Unlock()
+		return
+	}
 	c.rebuildLocked()
 	c.mu.Unlock()
 	c.log.Warn("backend down (passive)", "backend", name, "error", err)
@@ -215,7 +233,31 @@ func (c *Checker) Usable(name string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h, ok := c.hosts[name]
-	return ok && h.state == StateUp
+	return ok && h.usable()
+}
+
+// SetAgentHealthy records what a backend's own agent says of its CLI
+// (gossip): an unhealthy report takes the backend down, whatever the
+// proxy's probes say, until the agent reports it healthy again.
+func (c *Checker) SetAgentHealthy(name string, healthy bool) error {
+	c.mu.Lock()
+	h, ok := c.hosts[name]
+	if !ok {
+		c.mu.Unlock()
+		return fmt.Errorf("health: unknown backend %q", name)
+	}
+	from := h.effective()
+	h.agentDown = !healthy
+	to := h.effective()
+	if from != to {
+		c.rebuildLocked()
+	}
+	c.mu.Unlock()
+	if from != to {
+		c.log.Info("backend state (agent report)", "backend", name, "from", from.String(), "to", to.String())
+		c.changed(name, from, to)
+	}
+	return nil
 }
 
 // Close stops every check goroutine and waits for them. Idempotent.
