@@ -33,6 +33,10 @@ e2e: e2e-install
 demo: e2e-install build
 	bash scripts/demo.sh
 
+## bench: the load bench (direct vs rpcproxy vs HAProxy) and the micro-benchmarks.
+bench: build
+	bash bench/run.sh
+
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
