@@ -7,9 +7,12 @@
 // TCP, the connect handshake and its token rules, session create/resume/send/
 // detach/delete with per-turn session.event streams, server→client requests
 // (userInput.request), external tool calls, the session.list/getLastId
-// aggregates and the process-wide provider registrations. Where the brief and
-// the real CLI 1.0.102 disagree, the fake follows what the real CLI was seen
-// to do; the differences are noted on the methods below.
+// aggregates and the process-wide provider registrations. Answers, error
+// codes and messages follow what the real CLI 1.0.102 was seen to send,
+// including its less obvious rules: session.create of a loaded ID attaches
+// rather than fails, any connection may send to a loaded session (only the
+// attached ones get its events), session.lifecycle goes to every
+// connection, and a provider registration outlives its owner's connection.
 //
 // Per-connection state (authentication, which sessions a connection holds,
 // its tools) is kept apart from per-process state (loaded sessions, provider

@@ -248,26 +248,17 @@ func handleCreate(s *Server, c *conn, req *request) (any, *RPCError) {
 		return nil, failed(req.method, "External tool name clash: %s already registered by another connection", clash)
 	}
 	now := time.Now()
-	start, existed := s.store.startTime(p.SessionID)
-	if !existed {
-		startEv := mustJSON(map[string]any{"sessionId": p.SessionID, "version": 1, "producer": "fakecli",
-			"copilotVersion": s.cfg.Version, "startTime": formatTime(now), "server": s.cfg.Name})
-		start = s.store.ensure(p.SessionID, now, nil)
-		req.after = func() {
-			s.lifecycle("session.created", p.SessionID, start, now)
-			s.emitStart(ss, startEv)
+	start, created := s.store.ensure(p.SessionID, now)
+	req.after = func() {
+		s.lifecycle("session.created", p.SessionID, start, now)
+		if created {
+			// Only the create that made the entry writes its first event.
+			s.emit(ss, "session.start", mustJSON(map[string]any{"sessionId": p.SessionID, "version": 1,
+				"producer": "fakecli", "copilotVersion": s.cfg.Version, "startTime": formatTime(start),
+				"server": s.cfg.Name}), true)
 		}
-	} else {
-		req.after = func() { s.lifecycle("session.created", p.SessionID, start, now) }
 	}
 	return s.sessionResult(p.SessionID, start), nil
-}
-
-// emitStart sends and persists the session.start event of a new session.
-// The store entry was created empty so that a concurrent create of the
-// same ID cannot persist two starts.
-func (s *Server) emitStart(ss *session, data []byte) {
-	s.emit(ss, "session.start", data, true)
 }
 
 // handleResume loads a persisted session (or joins the loaded one) and

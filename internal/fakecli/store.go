@@ -24,10 +24,9 @@ type Store struct {
 
 // storeBackend is where a Store keeps its sessions.
 type storeBackend interface {
-	// ensure persists a new session, with its first event when start is
-	// not nil, or leaves an existing one as it is. It returns the
-	// session's start time.
-	ensure(id string, now time.Time, start []byte) time.Time
+	// ensure persists a new, empty session or leaves an existing one as
+	// it is. It returns the session's start time and whether it made it.
+	ensure(id string, now time.Time) (start time.Time, created bool)
 	// startTime returns the session's start time and whether it is persisted.
 	startTime(id string) (time.Time, bool)
 	// appendEvent persists one event; false when the session is gone.
@@ -79,9 +78,7 @@ func (s *Store) IDs() []string {
 	return ids
 }
 
-func (s *Store) ensure(id string, now time.Time, start []byte) time.Time {
-	return s.b.ensure(id, now, start)
-}
+func (s *Store) ensure(id string, now time.Time) (time.Time, bool) { return s.b.ensure(id, now) }
 
 func (s *Store) startTime(id string) (time.Time, bool) { return s.b.startTime(id) }
 
@@ -125,18 +122,14 @@ type record struct {
 	events   [][]byte // persisted event objects, oldest first
 }
 
-func (m *memStore) ensure(id string, now time.Time, start []byte) time.Time {
+func (m *memStore) ensure(id string, now time.Time) (time.Time, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r, ok := m.sessions[id]; ok {
-		return r.start
+		return r.start, false
 	}
-	r := &record{start: now, modified: now}
-	if start != nil {
-		r.events = append(r.events, start)
-	}
-	m.sessions[id] = r
-	return now
+	m.sessions[id] = &record{start: now, modified: now}
+	return now, true
 }
 
 func (m *memStore) startTime(id string) (time.Time, bool) {

@@ -112,20 +112,16 @@ func (d *dirStore) appendLine(id string, ev []byte) error {
 	return errors.Join(werr, f.Close())
 }
 
-func (d *dirStore) ensure(id string, now time.Time, start []byte) time.Time {
+func (d *dirStore) ensure(id string, now time.Time) (time.Time, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if m, ok := d.readMeta(id); ok {
-		return m.Start
+		return m.Start, false
 	}
 	if err := os.MkdirAll(filepath.Dir(d.path(id, metaFile)), 0o700); err != nil {
-		return now
+		return now, false
 	}
-	if start != nil {
-		_ = d.appendLine(id, start)
-	}
-	_ = d.writeMeta(id, dirMeta{Start: now, Modified: now})
-	return now
+	return now, d.writeMeta(id, dirMeta{Start: now, Modified: now}) == nil
 }
 
 func (d *dirStore) startTime(id string) (time.Time, bool) {

@@ -36,11 +36,14 @@ func TestStoreBackends(t *testing.T) {
 			}
 			t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 			for _, id := range []string{"a", "b/../../c", "..", "üñí"} {
-				if got := w.ensure(id, t0, []byte(`{"type":"session.start"}`)); !got.Equal(t0) {
-					t.Fatalf("ensure %q start = %v", id, got)
+				if got, created := w.ensure(id, t0); !got.Equal(t0) || !created {
+					t.Fatalf("ensure %q = %v, %v", id, got, created)
 				}
-				if got := w.ensure(id, t0.Add(time.Hour), nil); !got.Equal(t0) {
-					t.Fatalf("second ensure %q start = %v, want the first", id, got)
+				if got, created := w.ensure(id, t0.Add(time.Hour)); !got.Equal(t0) || created {
+					t.Fatalf("second ensure %q = %v, %v; want the first start, not created", id, got, created)
+				}
+				if !w.appendEvent(id, t0, []byte(`{"type":"session.start"}`)) {
+					t.Fatalf("appendEvent %q failed", id)
 				}
 				if !r.Has(id) {
 					t.Fatalf("%q not persisted", id)
@@ -90,7 +93,8 @@ func TestDirStoreSkipsTornLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.ensure("x", time.Now(), []byte(`{"n":1}`))
+	s.ensure("x", time.Now())
+	s.appendEvent("x", time.Now(), []byte(`{"n":1}`))
 	f, err := os.OpenFile(filepath.Join(dir, "session-state", "x", eventsFile), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
