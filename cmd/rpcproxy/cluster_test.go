@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rpcproxy/rpcproxy/internal/fakecli"
+)
+
+// The test binary doubles as rpcproxy, so multi-process tests run the real
+// command without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("RPCPROXY_TEST_AS_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// process is an rpcproxy child with its log captured.
+type process struct {
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	log bytes.Buffer
+}
+
+func (p *process) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.Write(b)
+}
+
+func (p *process) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func startProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(os.Args[0], args...)}
+	p.cmd.Env = append(os.Environ(), "RPCPROXY_TEST_AS_MAIN=1")
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("log of %v:\n%s", args[:1], p.logs())
+		}
+	})
+	return p
+}
+
+func (p *process) waitLog(t *testing.T, substr string, count int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d× %q in the log", count, substr), func() bool { return strings.Count(p.logs(), substr) >= count })
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// sdkClient connects through a proxy as an SDK would.
+func sdkClient(t *testing.T, addr string) *fakecli.Client {
+	t.Helper()
+	c, err := fakecli.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func call(t *testing.T, c *fakecli.Client, method string, params map[string]any) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out map[string]any
+	if err := c.Call(ctx, method, params, &out); err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	return out
+}
+
+func turnOn(t *testing.T, c *fakecli.Client, sid, prompt string) {
+	t.Helper()
+	call(t, c, "session.send", map[string]any{"sessionId": sid, "prompt": prompt})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Collect(ctx, sid, "session.idle"); err != nil {
+		t.Fatalf("turn of %s: %v", sid, err)
+	}
+}
+
+// Two proxy processes and three agent processes beside fake CLI servers:
+// a session created through proxy 1 resumes through proxy 2 on the same
+// backend; proxy 1 is killed and its client carries on through proxy 2.
+func TestMultiProcessProxiesAndAgents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "rpcproxy.hcl")
+	os.WriteFile(cfgPath, []byte(`
+log_level = "info"
+gossip { profile = "fast" }
+health {
+  interval = "100ms"
+  timeout  = "100ms"
+}
+agent { drain_timeout = "200ms" }
+`), 0o600)
+	seed := freeAddr(t)
+	listen1, listen2 := freeAddr(t), freeAddr(t)
+	proxy1 := startProcess(t, "serve", "--config", cfgPath, "--listen", listen1, "--gossip-bind", seed)
+	proxy1.waitLog(t, "rpcproxy listening", 1)
+	proxy2 := startProcess(t, "serve", "--config", cfgPath, "--listen", listen2, "--gossip-bind", freeAddr(t), "--join", seed)
+	proxy2.waitLog(t, "rpcproxy listening", 1)
+	for i := 0; i < 3; i++ {
+		cli, err := fakecli.Listen("127.0.0.1:0", fakecli.Config{Name: fmt.Sprintf("cli-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.Close() })
+		startProcess(t, "agent", "--config", cfgPath, "--cli", cli.Addr(), "--bind", freeAddr(t), "--join", seed)
+	}
+	proxy1.waitLog(t, "backend joined", 3)
+	proxy2.waitLog(t, "backend joined", 3)
+
+	// A session created through proxy 1 ...
+	c1 := sdkClient(t, listen1)
+	created := call(t, c1, "session.create", map[string]any{"sessionId": "user-7-chat"})
+	turnOn(t, c1, "user-7-chat", "hello")
+	c1.Close()
+	// ... is resumed through proxy 2 on the same backend.
+	c2 := sdkClient(t, listen2)
+	resumed := call(t, c2, "session.resume", map[string]any{"sessionId": "user-7-chat"})
+	if created["server"] != resumed["server"] {
+		t.Fatalf("created on %v, resumed through the other proxy on %v", created["server"], resumed["server"])
+	}
+	turnOn(t, c2, "user-7-chat", "again")
+	c2.Close()
+
+	// Proxy 1 dies; its client reconnects through proxy 2 and carries on.
+	c3 := sdkClient(t, listen1)
+	first := call(t, c3, "session.create", map[string]any{"sessionId": "user-8-chat"})
+	turnOn(t, c3, "user-8-chat", "before the crash")
+	proxy1.cmd.Process.Kill()
+	select {
+	case <-c3.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("client of the killed proxy was not disconnected")
+	}
+	c4 := sdkClient(t, listen2)
+	again := call(t, c4, "session.resume", map[string]any{"sessionId": "user-8-chat"})
+	if first["server"] != again["server"] {
+		t.Fatalf("after failover to proxy 2 the session went to %v, not %v", again["server"], first["server"])
+	}
+	turnOn(t, c4, "user-8-chat", "after the crash")
+	msgs := call(t, c4, "session.getMessages", map[string]any{"sessionId": "user-8-chat"})
+	if !strings.Contains(fmt.Sprint(msgs), "before the crash") {
+		t.Fatal("history lost")
+	}
+}
