@@ -31,10 +31,12 @@ type CLIServer struct {
 	Proc *Process
 }
 
-// StartCLI starts `bin --headless --port 0` with COPILOT_HOME=dir/home and
-// working directory dir/work, and waits until it listens.
-func StartCLI(ctx context.Context, bin, name, dir string) (*CLIServer, error) {
-	home := filepath.Join(dir, "home")
+// StartCLI starts `bin --headless --port 0` with COPILOT_HOME=home (empty
+// means dir/home) and working directory dir/work, and waits until it listens.
+func StartCLI(ctx context.Context, bin, name, dir, home string) (*CLIServer, error) {
+	if home == "" {
+		home = filepath.Join(dir, "home")
+	}
 	work := filepath.Join(dir, "work")
 	for _, d := range []string{home, work} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

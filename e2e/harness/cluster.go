@@ -28,6 +28,9 @@ type Options struct {
 	Direct bool
 	// ProxyLogLevel is rpcproxy's --log-level. Empty means "debug".
 	ProxyLogLevel string
+	// SharedHome gives every CLI server the same COPILOT_HOME, one session
+	// store for all (what failover needs). False: one store per server.
+	SharedHome bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -68,6 +71,9 @@ type Cluster struct {
 	// Target is the address SDK clients connect to: the proxy, or in direct
 	// mode the one CLI server.
 	Target string
+	// SharedHome is the one COPILOT_HOME of every backend with
+	// Options.SharedHome, else empty.
+	SharedHome string
 
 	stubLog   *os.File
 	closeOnce sync.Once
@@ -121,6 +127,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			proxyBin, buildErr = BuildProxy(ctx, work)
 		}()
 	}
+	sharedHome := ""
+	if opts.SharedHome {
+		c.SharedHome = filepath.Join(work, "shared-home")
+		sharedHome = c.SharedHome
+	}
 	c.Backends = make([]*CLIServer, opts.Backends)
 	errs := make([]error, opts.Backends)
 	for i := range c.Backends {
@@ -128,7 +139,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("cli%d", i)
-			c.Backends[i], errs[i] = StartCLI(ctx, bin, name, filepath.Join(work, name))
+			c.Backends[i], errs[i] = StartCLI(ctx, bin, name, filepath.Join(work, name), sharedHome)
 		}()
 	}
 	wg.Wait()
@@ -180,8 +191,12 @@ func SkipOrFatal(t testing.TB, err error) {
 }
 
 // BackendOf returns the one backend whose store holds session id, and an
-// error when none or several do.
+// error when none or several do. With a shared home the store cannot tell:
+// it is always an error.
 func (c *Cluster) BackendOf(id string) (*CLIServer, error) {
+	if c.SharedHome != "" {
+		return nil, fmt.Errorf("session %s: backends share one store; ask the proxy's placements", id)
+	}
 	var found []*CLIServer
 	for _, b := range c.Backends {
 		if b.HasSession(id) {

@@ -92,6 +92,7 @@ func TestPlacements(t *testing.T) {
 2026-11-23T19:12:07.421Z [INFO]  rpcproxy.proxy: something else: session=zzz backend=127.0.0.1:9
 2026-11-23T19:12:07.422Z [INFO]  rpcproxy.proxy: session placed: session="b-2" backend="127.0.0.1:1002"
 2026-11-23T19:12:08.000Z [INFO]  rpcproxy.proxy: session placed: session=a-1 backend=127.0.0.1:1001 method=session.resume
+2026-11-23T19:12:09.000Z [INFO]  rpcproxy.proxy: session moved: session=a-1 from=127.0.0.1:1001 to=127.0.0.1:1002 reason="backend down" took=12ms
 `
 	if err := os.WriteFile(log, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
@@ -109,6 +110,9 @@ func TestPlacements(t *testing.T) {
 	}
 	if b := p.PlacedBackends("a-1"); len(b) != 1 || b[0] != "127.0.0.1:1001" {
 		t.Errorf("PlacedBackends(a-1) = %v", b)
+	}
+	if m := p.Moves(); len(m) != 1 || m[0] != (Move{"a-1", "127.0.0.1:1001", "127.0.0.1:1002"}) {
+		t.Errorf("Moves = %v", m)
 	}
 }
 

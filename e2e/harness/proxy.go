@@ -108,6 +108,8 @@ func waitReady(ctx context.Context, proc *Process, addr string) error {
 var (
 	placedSession = regexp.MustCompile(`\bsession="?([^\s"]+)"?`)
 	placedBackend = regexp.MustCompile(`\bbackend="?([^\s"]+)"?`)
+	movedFrom     = regexp.MustCompile(`\bfrom="?([^\s"]+)"?`)
+	movedTo       = regexp.MustCompile(`\bto="?([^\s"]+)"?`)
 )
 
 // Placement is one "session placed" line of the proxy's log.
@@ -141,6 +143,28 @@ func (p *Proxy) PlacedBackends(id string) []string {
 			seen[pl.Backend] = true
 			out = append(out, pl.Backend)
 		}
+	}
+	return out
+}
+
+// Move is one "session moved" line of the proxy's log: the proxy resumed a
+// session on another backend (failover, rebalancing).
+type Move struct {
+	Session, From, To string
+}
+
+// Moves returns the proxy log's "session moved" lines in order.
+func (p *Proxy) Moves() []Move {
+	var out []Move
+	for _, line := range strings.Split(p.Proc.Log(), "\n") {
+		if !strings.Contains(line, "session moved") {
+			continue
+		}
+		s, f, t := placedSession.FindStringSubmatch(line), movedFrom.FindStringSubmatch(line), movedTo.FindStringSubmatch(line)
+		if s == nil || f == nil || t == nil {
+			continue
+		}
+		out = append(out, Move{Session: s[1], From: f[1], To: t[1]})
 	}
 	return out
 }
