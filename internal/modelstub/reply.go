@@ -7,24 +7,24 @@ import (
 	"strings"
 )
 
-// Reply is what the stub answers to one chat-completions request: either
+// answer is what the stub answers to one chat-completions request: either
 // Text, or a call of the tool ToolName with the JSON object ToolArguments.
-type Reply struct {
+type answer struct {
 	Text          string
 	ToolCallID    string
 	ToolName      string
 	ToolArguments string
 }
 
-// IsToolCall reports whether the reply asks the client to run a tool.
-func (r Reply) IsToolCall() bool { return r.ToolName != "" }
+// IsToolCall reports whether the answer asks the client to run a tool.
+func (r answer) IsToolCall() bool { return r.ToolName != "" }
 
 // toolCommand is the prefix of a user message that asks for a tool call:
 // "call tool <name> with <argument>".
 const toolCommand = "call tool "
 
-// Decide computes the deterministic reply to a conversation. The rules, which
-// tests rely on:
+// decide computes the deterministic answer to a conversation (the package
+// doc states the rules for users). The rules, which tests rely on:
 //
 //   - N is the number of user messages in the conversation, so a reply shows
 //     how much history the client sent.
@@ -35,7 +35,7 @@ const toolCommand = "call tool "
 //     being the tool's first required parameter (else its first parameter in
 //     name order, else "input").
 //   - Any other conversation gets "reply #N: <last user text>".
-func Decide(req chatRequest) Reply {
+func decide(req chatRequest) answer {
 	users := 0
 	lastUser := ""
 	for _, m := range req.Messages {
@@ -46,31 +46,31 @@ func Decide(req chatRequest) Reply {
 	}
 	if n := len(req.Messages); n > 0 && req.Messages[n-1].Role == "tool" {
 		last := req.Messages[n-1]
-		return Reply{Text: fmt.Sprintf("reply #%d: tool %s returned: %s",
+		return answer{Text: fmt.Sprintf("reply #%d: tool %s returned: %s",
 			users, toolNameFor(req.Messages, last.ToolCallID, last.Name), last.text())}
 	}
-	prompt := PromptText(lastUser)
+	prompt := promptText(lastUser)
 	if name, arg, ok := parseToolCommand(prompt); ok {
 		tool, offered := findTool(req.Tools, name)
 		if !offered {
-			return Reply{Text: fmt.Sprintf("reply #%d: tool %s is not offered", users, name)}
+			return answer{Text: fmt.Sprintf("reply #%d: tool %s is not offered", users, name)}
 		}
 		args, _ := json.Marshal(map[string]string{toolParameter(tool.Function.Parameters): arg})
-		return Reply{
+		return answer{
 			ToolCallID:    fmt.Sprintf("call_%d_%d", users, len(req.Messages)),
 			ToolName:      name,
 			ToolArguments: string(args),
 		}
 	}
-	return Reply{Text: fmt.Sprintf("reply #%d: %s", users, prompt)}
+	return answer{Text: fmt.Sprintf("reply #%d: %s", users, prompt)}
 }
 
-// PromptText recovers what the application sent from a user message as the
+// promptText recovers what the application sent from a user message as the
 // CLI forwards it: the CLI may prepend context blocks such as
 // "<current_datetime>…</current_datetime>" and may append reminder blocks.
 // Leading and trailing XML-style blocks on their own lines are dropped and the
 // remaining text trimmed.
-func PromptText(s string) string {
+func promptText(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	// Drop whole <tag>…</tag> blocks at either end.
 	for {

@@ -31,12 +31,12 @@ func TestDecide(t *testing.T) {
 	tests := []struct {
 		name string
 		req  chatRequest
-		want Reply
+		want answer
 	}{
 		{
 			name: "first turn",
 			req:  chatRequest{Messages: []chatMessage{msg("system", "sys"), msg("user", datetime+"hello world")}},
-			want: Reply{Text: "reply #1: hello world"},
+			want: answer{Text: "reply #1: hello world"},
 		},
 		{
 			name: "history counts user messages",
@@ -44,51 +44,51 @@ func TestDecide(t *testing.T) {
 				msg("system", "sys"), msg("user", "a"), msg("assistant", "reply #1: a"),
 				msg("user", "b"), msg("assistant", "reply #2: b"), msg("user", datetime+"third"),
 			}},
-			want: Reply{Text: "reply #3: third"},
+			want: answer{Text: "reply #3: third"},
 		},
 		{
 			name: "content as parts",
 			req: chatRequest{Messages: []chatMessage{{Role: "user",
 				Content: json.RawMessage(`[{"type":"text","text":"part one, "},{"type":"image_url","image_url":{}},{"type":"text","text":"part two"}]`)}}},
-			want: Reply{Text: "reply #1: part one, part two"},
+			want: answer{Text: "reply #1: part one, part two"},
 		},
 		{
 			name: "tool call uses first required parameter",
 			req:  chatRequest{Messages: []chatMessage{msg("user", datetime+"call tool lookup with the key")}, Tools: []chatTool{noSchema, lookup}},
-			want: Reply{ToolCallID: "call_1_1", ToolName: "lookup", ToolArguments: `{"key":"the key"}`},
+			want: answer{ToolCallID: "call_1_1", ToolName: "lookup", ToolArguments: `{"key":"the key"}`},
 		},
 		{
 			name: "tool call without required takes first property by name",
 			req:  chatRequest{Messages: []chatMessage{msg("user", "Call Tool noreq with x")}, Tools: []chatTool{noRequired}},
-			want: Reply{ToolCallID: "call_1_1", ToolName: "noreq", ToolArguments: `{"alpha":"x"}`},
+			want: answer{ToolCallID: "call_1_1", ToolName: "noreq", ToolArguments: `{"alpha":"x"}`},
 		},
 		{
 			name: "tool call without schema uses input",
 			req:  chatRequest{Messages: []chatMessage{msg("user", "call tool bare with y")}, Tools: []chatTool{noSchema}},
-			want: Reply{ToolCallID: "call_1_1", ToolName: "bare", ToolArguments: `{"input":"y"}`},
+			want: answer{ToolCallID: "call_1_1", ToolName: "bare", ToolArguments: `{"input":"y"}`},
 		},
 		{
 			name: "tool not offered",
 			req:  chatRequest{Messages: []chatMessage{msg("user", "call tool missing with z")}, Tools: []chatTool{lookup}},
-			want: Reply{Text: "reply #1: tool missing is not offered"},
+			want: answer{Text: "reply #1: tool missing is not offered"},
 		},
 		{
 			name: "malformed tool command is plain text",
 			req:  chatRequest{Messages: []chatMessage{msg("user", "call tool lookup")}, Tools: []chatTool{lookup}},
-			want: Reply{Text: "reply #1: call tool lookup"},
+			want: answer{Text: "reply #1: call tool lookup"},
 		},
 		{
 			name: "tool result",
 			req: chatRequest{Messages: []chatMessage{
 				msg("system", "sys"), msg("user", "call tool lookup with k"), assistantCall, toolResult,
 			}, Tools: []chatTool{lookup}},
-			want: Reply{Text: "reply #1: tool lookup returned: VALUE-42"},
+			want: answer{Text: "reply #1: tool lookup returned: VALUE-42"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Decide(tt.req); got != tt.want {
-				t.Errorf("Decide = %+v, want %+v", got, tt.want)
+			if got := decide(tt.req); got != tt.want {
+				t.Errorf("decide = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
@@ -106,8 +106,8 @@ func TestPromptText(t *testing.T) {
 		{"<only>x</only>", ""},
 	}
 	for _, tt := range tests {
-		if got := PromptText(tt.in); got != tt.want {
-			t.Errorf("PromptText(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := promptText(tt.in); got != tt.want {
+			t.Errorf("promptText(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -1,7 +1,23 @@
 // Package modelstub is a small, deterministic OpenAI-compatible model server
 // for tests: the Copilot CLI, configured with a BYOK provider pointing at it,
 // gets replies that let a test check both correctness and conversation
-// history (see Decide). It uses only the standard library.
+// history. It uses only the standard library.
+//
+// It serves POST /v1/chat/completions, streamed (SSE chat.completion.chunk
+// events, then "data: [DONE]") or not, as the request asks, and GET
+// /v1/models; paths work with or without the /v1 prefix. With N the number of
+// user messages in the conversation:
+//
+//   - a conversation ending in a tool result gets
+//     "reply #N: tool <name> returned: <result>";
+//   - a last user message "call tool <name> with <arg>" gets a tool call of
+//     <name> with {"<param>":"<arg>"} when the request offers that tool
+//     (<param>: its first required parameter, else its first by name, else
+//     "input"), and "reply #N: tool <name> is not offered" otherwise;
+//   - anything else gets "reply #N: <last user text>".
+//
+// Context blocks the CLI wraps around a prompt, such as
+// "<current_datetime>…</current_datetime>", are not part of <last user text>.
 package modelstub
 
 import (
@@ -213,7 +229,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, body []byte) {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "messages must not be empty")
 		return
 	}
-	reply := Decide(req)
+	reply := decide(req)
 	s.completions.Add(1)
 	if reply.IsToolCall() {
 		s.toolCalls.Add(1)
@@ -252,7 +268,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, body []byte) {
 
 // stream writes reply as server-sent chat.completion.chunk events ending
 // with "data: [DONE]".
-func (s *Server) stream(w http.ResponseWriter, id, model string, reply Reply, withUsage bool, promptTokens int) {
+func (s *Server) stream(w http.ResponseWriter, id, model string, reply answer, withUsage bool, promptTokens int) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -319,7 +335,7 @@ func (s *Server) stream(w http.ResponseWriter, id, model string, reply Reply, wi
 	}
 }
 
-func newToolCall(r Reply, index *int) toolCall {
+func newToolCall(r answer, index *int) toolCall {
 	var tc toolCall
 	tc.Index = index
 	tc.ID = r.ToolCallID
@@ -345,7 +361,7 @@ func chunks(s string, n int) []string {
 // usage fields that clients like to see.
 func estimateTokens(body []byte) int { return len(body)/4 + 1 }
 
-func usageFor(prompt int, r Reply) usage {
+func usageFor(prompt int, r answer) usage {
 	completion := len(r.Text)/4 + len(r.ToolArguments)/4 + 1
 	return usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
 }
