@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -86,6 +87,10 @@ type Checker struct {
 	cfg   Config
 	log   hclog.Logger
 	table *router.Table
+
+	// usable is a snapshot of the usable backends, replaced on every
+	// change: Usable runs on every routed session request, so it takes no lock.
+	usable atomic.Pointer[map[string]bool]
 
 	mu       sync.Mutex
 	closed   bool
@@ -230,10 +235,8 @@ func (c *Checker) State(name string) (State, bool) {
 // Usable reports whether a backend answers: up, or draining (which still
 // serves the sessions it has until they move).
 func (c *Checker) Usable(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h, ok := c.hosts[name]
-	return ok && h.usable()
+	m := c.usable.Load()
+	return m != nil && (*m)[name]
 }
 
 // SetAgentHealthy records what a backend's own agent says of its CLI
@@ -286,11 +289,16 @@ func (c *Checker) changed(name string, from, to State) {
 // ring sorts its input, so the map's order does not matter.
 func (c *Checker) rebuildLocked() {
 	var routable []*router.Backend
+	usable := make(map[string]bool, len(c.hosts))
 	for _, h := range c.hosts {
 		if h.routable() {
 			routable = append(routable, h.b)
 		}
+		if h.usable() {
+			usable[h.b.Name] = true
+		}
 	}
+	c.usable.Store(&usable)
 	if err := c.table.Set(routable); err != nil {
 		c.log.Error("cannot rebuild ring", "error", err)
 	}
