@@ -25,7 +25,7 @@ echo "==> copilot CLI: $(command -v copilot) ($(copilot --version 2>/dev/null | 
 "$root/bin/modelstub" --listen 127.0.0.1:0 >"$work/stub.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q 'http://' "$work/stub.log" && break; sleep 0.1; done
-stub_url=$(grep -o 'http://[0-9.:]*' "$work/stub.log" | head -1)
+stub_url=$(grep -o 'http://[0-9.:/a-z]*' "$work/stub.log" | head -1)
 echo "==> model stub: $stub_url"
 
 # rpcproxy with a local pool of three headless CLI servers.
