@@ -127,6 +127,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		},
 		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
 		DialTimeout:      cfg.Upstream.DialTimeout,
+		RequestTimeout:   cfg.Upstream.RequestTimeout,
 		MaxPending:       cfg.Limits.MaxPendingRequests,
 		QueueFrames:      cfg.Limits.ClientQueueFrames,
 		Logger:           log.Named("proxy"),

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -85,6 +86,10 @@ func (c *clientConn) serve() {
 	c.wg.Add(1)
 	writerDone := make(chan struct{})
 	go func() { c.writeLoop(); close(writerDone) }()
+	if t := c.srv.cfg.RequestTimeout; t > 0 {
+		c.wg.Add(1)
+		go c.timeoutLoop(t)
+	}
 	err := c.readLoop()
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
@@ -435,4 +440,30 @@ func (c *clientConn) replyError(id []byte, e *rpcError) {
 
 func (c *clientConn) sendBody(body []byte) {
 	c.send(outFrame{buf: frame.Copy(body)})
+}
+
+// timeoutLoop fails upstreams with a request past the request timeout: a
+// passive check, so a backend that stops answering is noticed on live traffic.
+func (c *clientConn) timeoutLoop(timeout time.Duration) {
+	defer c.wg.Done()
+	tick := time.NewTicker(max(timeout/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-tick.C:
+			c.mu.Lock()
+			ups := make([]*upstream, 0, len(c.upstreams))
+			for _, u := range c.upstreams {
+				ups = append(ups, u)
+			}
+			c.mu.Unlock()
+			for _, u := range ups {
+				if u.overdue(now, timeout) {
+					u.fail(fmt.Errorf("request unanswered after %s", timeout))
+				}
+			}
+		}
+	}
 }

@@ -197,3 +197,25 @@ func TestDraining(t *testing.T) {
 		}
 	}
 }
+
+// A request past the request timeout fails its upstream at once (a passive
+// check): the client gets a retryable error and the backend goes down.
+func TestRequestTimeout(t *testing.T) {
+	c := newCluster(t, clusterOptions{backends: 1, reqTimeout: 100 * time.Millisecond,
+		health: health.Config{Interval: time.Hour, Timeout: time.Second}})
+	cl := c.client()
+	createSession(t, cl, "slow-1")
+	c.fakes[0].Freeze()
+	start := time.Now()
+	m := cl.call("session.getMessages", map[string]any{"sessionId": "slow-1"})
+	if m.Error == nil || m.Error.Code != codeBackendUnavailable {
+		t.Fatalf("timed-out request: %+v", m)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("answered after %v", took)
+	}
+	if c.checker.Usable(c.fakes[0].Addr()) {
+		t.Fatal("backend still usable after a request timed out")
+	}
+	c.fakes[0].Thaw()
+}

@@ -37,6 +37,7 @@ type clusterOptions struct {
 	backendToken string // every fake's COPILOT_CONNECTION_TOKEN
 	limits       frame.Limits
 	health       health.Config
+	reqTimeout   time.Duration
 }
 
 type lockedBuffer struct {
@@ -80,7 +81,7 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 	}
 	hc.Logger = log.Named("health")
 	c.checker = health.New(hc, c.table)
-	c.srv = New(Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: 2 * time.Second}, c.table, c.checker)
+	c.srv = New(Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: 2 * time.Second, RequestTimeout: o.reqTimeout}, c.table, c.checker)
 	for i := 0; i < o.backends; i++ {
 		c.addBackend(fakecli.Config{Name: fmt.Sprintf("fake-%d", i), Store: c.store, Token: o.backendToken}, o.backendToken)
 	}

@@ -32,6 +32,11 @@ type Config struct {
 	// WriteTimeout bounds one flush to a peer; a peer that does not read
 	// for this long is closed. Default 30s.
 	WriteTimeout time.Duration
+	// RequestTimeout bounds the wait for a backend's answer to one request;
+	// a request past it fails its upstream connection (answering every
+	// request pending there with a retryable error) and counts as a failure
+	// of the backend. Zero means no timeout.
+	RequestTimeout time.Duration
 	// MaxPending caps a client's requests in flight. Default 4096.
 	MaxPending int
 	// QueueFrames is the length of the queue of frames towards one client. Default 1024.

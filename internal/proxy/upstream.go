@@ -42,6 +42,7 @@ type pendingReq struct {
 	fan    *fanOut
 	part   int
 	wait   chan internalResult // the proxy's own request (callSync)
+	sent   int64               // unix nanoseconds, when a request timeout is set
 }
 
 // own reports whether the request is the client's own, counted against its limit.
@@ -240,6 +241,9 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 		return 0, errUpstreamClosed
 	}
 	u.nextID++
+	if u.c.srv.cfg.RequestTimeout > 0 {
+		p.sent = time.Now().UnixNano()
+	}
 	u.pending[u.nextID] = p
 	if p.own() {
 		u.c.pending.Add(1)
@@ -357,4 +361,17 @@ func (c *clientConn) upstreamConnectParams(token string) json.RawMessage {
 	}
 	b, _ := json.Marshal(params)
 	return b
+}
+
+// overdue reports whether a request has waited longer than timeout.
+func (u *upstream) overdue(now time.Time, timeout time.Duration) bool {
+	limit := now.Add(-timeout).UnixNano()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, p := range u.pending {
+		if p.sent != 0 && p.sent < limit {
+			return true
+		}
+	}
+	return false
 }
