@@ -173,3 +173,12 @@ func turn(t testing.TB, cl *testClient, sid, prompt string) string {
 	cl.mustCall("session.send", map[string]any{"sessionId": sid, "prompt": prompt}, nil)
 	return cl.waitAssistant(sid)
 }
+
+func (c *cluster) indexOf(f *fakecli.Server) int {
+	for i, x := range c.fakes {
+		if x == f {
+			return i
+		}
+	}
+	return -1
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/health"
 )
 
 func TestHandshakeWithoutToken(t *testing.T) {
@@ -423,4 +424,64 @@ func indexOf(list []string, s string) int {
 		}
 	}
 	return -1
+}
+
+// Global writes reach every backend; a method the table does not know is
+// routed by its sessionId when it has one, else sent to one backend.
+func TestGlobalWritesAndUnknownMethods(t *testing.T) {
+	// Probes once at start (connect + ping), then not again during the test.
+	c := newCluster(t, clusterOptions{health: health.Config{Interval: time.Hour, Timeout: time.Second}})
+	eventually(t, 5*time.Second, "first probes done", func() bool {
+		for _, f := range c.fakes {
+			if f.Stats().Requests < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	cl := c.client()
+	before := make([]uint64, len(c.fakes))
+	for i, f := range c.fakes {
+		before[i] = f.Stats().Requests
+	}
+	// The fakes do not implement it: every one answers MethodNotFound, and
+	// the client gets that backend error, not silence.
+	m := cl.call("user.settings.set", map[string]any{"key": "x", "value": 1})
+	if m.Error == nil || m.Error.Code != -32601 {
+		t.Fatalf("global write: %+v", m)
+	}
+	// A fake counts a request after answering it: allow it a moment. (An
+	// upstream opened for the write sends its connect first.)
+	eventually(t, 2*time.Second, "the global write counted on every backend", func() bool {
+		for i, f := range c.fakes {
+			if f.Stats().Requests != before[i]+2 { // connect + the write
+				return false
+			}
+		}
+		return true
+	})
+	createSession(t, cl, "unknown-1")
+	holder := c.holder("unknown-1")
+	for i, f := range c.fakes {
+		before[i] = f.Stats().Requests
+	}
+	cl.call("session.some.futureMethod", map[string]any{"sessionId": "unknown-1"})
+	cl.call("some.futureQuery", map[string]any{})
+	total := func() (n int) {
+		for i, f := range c.fakes {
+			n += int(f.Stats().Requests - before[i])
+		}
+		return n
+	}
+	eventually(t, 2*time.Second, "both unknown requests counted", func() bool { return total() >= 2 })
+	time.Sleep(20 * time.Millisecond) // a third, wrongly sent request would show by now
+	if n := total(); n != 2 {
+		t.Fatalf("two unknown requests reached backends %d times, want 2", n)
+	}
+	if holder.Stats().Requests == before[c.indexOf(holder)] {
+		t.Error("session-scoped unknown method did not reach the session's backend")
+	}
+	if m := cl.call("runtime.shutdown", map[string]any{}); m.Error == nil {
+		t.Fatal("runtime.shutdown passed through the proxy")
+	}
 }
