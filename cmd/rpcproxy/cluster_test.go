@@ -192,3 +192,52 @@ agent { drain_timeout = "200ms" }
 		t.Fatal("history lost")
 	}
 }
+
+// serve --spawn N runs a managed local pool: children found on PATH, on
+// loopback, one shared session store; sessions spread over them.
+func TestServeSpawnManagedPool(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "copilot"), "github.com/rpcproxy/rpcproxy/cmd/fakecli")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build fake copilot: %v\n%s", err, out)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	listen := freeAddr(t)
+	p := startProcess(t, "serve", "--spawn", "3", "--listen", listen)
+	p.waitLog(t, "rpcproxy listening", 1)
+	c := sdkClient(t, listen)
+	for i := 0; i < 12; i++ {
+		sid := fmt.Sprintf("spawned-%d", i)
+		call(t, c, "session.create", map[string]any{"sessionId": sid})
+		turnOn(t, c, sid, "hi")
+	}
+	if n := strings.Count(p.logs(), "child up"); n != 3 {
+		t.Fatalf("%d children up, want 3", n)
+	}
+	placed := map[string]bool{}
+	for _, line := range strings.Split(p.logs(), "\n") {
+		if i := strings.Index(line, "backend="); i >= 0 && strings.Contains(line, "session placed") {
+			placed[strings.Fields(line[i:])[0]] = true
+		}
+	}
+	if len(placed) < 2 {
+		t.Fatalf("sessions placed on %d pool servers, want at least 2", len(placed))
+	}
+}
+
+// Without a copilot binary, --spawn fails with one clear line.
+func TestServeSpawnWithoutCLI(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	var stderr bytes.Buffer
+	code := run([]string{"serve", "--spawn", "1", "--listen", "127.0.0.1:0", "--log-level", "error"}, &stderr, &stderr)
+	if code != 1 {
+		t.Fatalf("exit code %d", code)
+	}
+	out := strings.TrimSpace(stderr.String())
+	if strings.Count(out, "\n") != 0 || !strings.Contains(out, "copilot CLI not found on PATH") {
+		t.Fatalf("message: %q", out)
+	}
+}
