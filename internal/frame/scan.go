@@ -261,14 +261,25 @@ func (s *scanner) eat(c byte) bool {
 // str reads a JSON string at s.i and returns its raw contents (between the
 // quotes) and whether it holds an escape.
 func (s *scanner) str() (v []byte, escaped, ok bool) {
-	if !s.eat('"') {
+	start := s.i + 1
+	if !s.skipStr() {
 		return nil, false, false
+	}
+	v = s.b[start : s.i-1]
+	return v, bytes.IndexByte(v, '\\') >= 0, true
+}
+
+// skipStr moves past a JSON string at s.i without looking inside it more
+// than finding its closing quote: skipped values need no escape check.
+func (s *scanner) skipStr() bool {
+	if !s.eat('"') {
+		return false
 	}
 	start := s.i
 	for {
 		j := bytes.IndexByte(s.b[s.i:], '"')
 		if j < 0 {
-			return nil, false, false
+			return false
 		}
 		end := s.i + j
 		// Count the backslashes before the quote: an odd number escapes it.
@@ -278,8 +289,7 @@ func (s *scanner) str() (v []byte, escaped, ok bool) {
 		}
 		s.i = end + 1
 		if n%2 == 0 {
-			v = s.b[start:end]
-			return v, bytes.IndexByte(v, '\\') >= 0, true
+			return true
 		}
 	}
 }
@@ -343,14 +353,13 @@ func (s *scanner) skip() bool {
 	}
 	switch c := s.b[s.i]; c {
 	case '"':
-		_, _, ok := s.str()
-		return ok
+		return s.skipStr()
 	case '{', '[':
 		depth := 0
 		for s.i < len(s.b) {
 			switch s.b[s.i] {
 			case '"':
-				if _, _, ok := s.str(); !ok {
+				if !s.skipStr() {
 					return false
 				}
 				continue
