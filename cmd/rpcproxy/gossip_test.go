@@ -30,6 +30,13 @@ func gossipTestConfig(join []string, keys []string) *config.Config {
 	return cfg
 }
 
+func newRouting(cfg *config.Config) (*router.Table, *health.Checker) {
+	table := router.NewTable(router.RingConfig{})
+	return table, health.New(health.Config{Interval: cfg.Health.Interval, Timeout: cfg.Health.Timeout}, table)
+}
+
+func nullLogger() hclog.Logger { return hclog.NewNullLogger() }
+
 // testProxy is the routing half of a proxy: its checker and ring, fed by gossip.
 type testProxy struct {
 	table   *router.Table
@@ -40,9 +47,9 @@ type testProxy struct {
 func startTestProxy(t *testing.T, join []string, keys []string) *testProxy {
 	t.Helper()
 	cfg := gossipTestConfig(join, keys)
-	p := &testProxy{table: router.NewTable(router.RingConfig{})}
-	p.checker = health.New(health.Config{Interval: cfg.Health.Interval, Timeout: cfg.Health.Timeout}, p.table)
-	node, err := joinAsProxy(context.Background(), cfg, p.checker, hclog.NewNullLogger())
+	p := &testProxy{}
+	p.table, p.checker = newRouting(cfg)
+	node, err := joinAsProxy(context.Background(), cfg, p.checker, nullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
