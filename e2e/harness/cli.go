@@ -27,8 +27,11 @@ type CLIServer struct {
 	Addr string
 	// Home is the server's COPILOT_HOME: session-state/<id>/ lives here.
 	Home string
-	// Proc is the server process.
+	// Proc is the server process; Restart replaces it.
 	Proc *Process
+
+	bin, dir string
+	starts   int // processes started so far, for their log names
 }
 
 // StartCLI starts `bin --headless --port 0` with COPILOT_HOME=home (empty
@@ -37,32 +40,84 @@ func StartCLI(ctx context.Context, bin, name, dir, home string) (*CLIServer, err
 	if home == "" {
 		home = filepath.Join(dir, "home")
 	}
-	work := filepath.Join(dir, "work")
-	for _, d := range []string{home, work} {
+	for _, d := range []string{home, filepath.Join(dir, "work")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("harness: %s: %w", name, err)
 		}
 	}
-	cmd := exec.Command(bin, "--headless", "--port", "0")
-	cmd.Dir = work
-	cmd.Env = append(scrubbedEnv(), "COPILOT_HOME="+home)
-	proc, err := startProcess(name, cmd, filepath.Join(dir, name+".log"))
+	s := &CLIServer{Name: name, Home: home, bin: bin, dir: dir}
+	proc, port, err := s.start(ctx, "0")
 	if err != nil {
 		return nil, err
+	}
+	s.Addr, s.Proc = net.JoinHostPort("127.0.0.1", port), proc
+	return s, nil
+}
+
+// Restart starts the server again after its process ended (Proc.Kill): same
+// port, same COPILOT_HOME, same working directory, a new log file
+// (<name>.<n>.log). It waits until the new process listens and replaces
+// Proc. Not safe for concurrent use with other methods of s.
+func (s *CLIServer) Restart(ctx context.Context) error {
+	if exited, _ := s.Proc.Exited(); !exited {
+		return fmt.Errorf("harness: restart %s: its process (pid %d) is still running", s.Name, s.Proc.PID())
+	}
+	_, port, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cliStartTimeout)
+	defer cancel()
+	// The port was free a moment ago; if the old process's socket lingers,
+	// try again until the deadline.
+	for {
+		proc, got, err := s.start(ctx, port)
+		if err == nil && got != port {
+			proc.Stop()
+			err = fmt.Errorf("harness: restarted %s listens on port %s, want %s", s.Name, got, port)
+		}
+		if err == nil {
+			s.Proc = proc
+			return nil
+		}
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "EADDRINUSE") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// start runs one server process on port ("0": any) and returns it with the
+// port it reports listening on, once it accepts connections.
+func (s *CLIServer) start(ctx context.Context, port string) (*Process, string, error) {
+	s.starts++
+	logName := s.Name + ".log"
+	if s.starts > 1 {
+		logName = fmt.Sprintf("%s.%d.log", s.Name, s.starts)
+	}
+	cmd := exec.Command(s.bin, "--headless", "--port", port)
+	cmd.Dir = filepath.Join(s.dir, "work")
+	cmd.Env = append(scrubbedEnv(), "COPILOT_HOME="+s.Home)
+	proc, err := startProcess(s.Name, cmd, filepath.Join(s.dir, logName))
+	if err != nil {
+		return nil, "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cliStartTimeout)
 	defer cancel()
 	m, err := proc.WaitFor(ctx, cliListening)
 	if err != nil {
 		proc.Stop()
-		return nil, err
+		return nil, "", err
 	}
-	addr := net.JoinHostPort("127.0.0.1", m[1])
-	if err := waitDial(ctx, addr); err != nil {
+	if err := waitDial(ctx, net.JoinHostPort("127.0.0.1", m[1])); err != nil {
 		proc.Stop()
-		return nil, fmt.Errorf("harness: %s: %w", name, err)
+		return nil, "", fmt.Errorf("harness: %s: %w", s.Name, err)
 	}
-	return &CLIServer{Name: name, Addr: addr, Home: home, Proc: proc}, nil
+	return proc, m[1], nil
 }
 
 // SessionDir is where this server keeps the state of session id.
@@ -139,4 +194,23 @@ func freeLoopbackAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// freeGossipAddr returns a loopback address whose port was free a moment
+// ago for both TCP and UDP, as memberlist binds both.
+func freeGossipAddr() (string, error) {
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("no loopback port free for both TCP and UDP")
 }

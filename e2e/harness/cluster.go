@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rpcproxy/rpcproxy/internal/modelstub"
 )
@@ -31,6 +33,17 @@ type Options struct {
 	// SharedHome gives every CLI server the same COPILOT_HOME, one session
 	// store for all (what failover needs). False: one store per server.
 	SharedHome bool
+	// Config, when set, is the text of an HCL file given with --config to
+	// every rpcproxy process (proxies and agents); flags set by the harness
+	// (listen, backends, gossip addresses, log level) override it.
+	Config string
+	// Gossip starts an `rpcproxy agent` beside every CLI server and gives
+	// the proxies no --backend: they find the servers by gossip. Start
+	// returns once every proxy has logged "backend joined" for each one.
+	Gossip bool
+	// Proxies is the number of rpcproxy front ends. Zero means 1; more than
+	// one needs Gossip (the first is the seed the others and the agents join).
+	Proxies int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -53,6 +66,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ProxyLogLevel == "" {
 		o.ProxyLogLevel = "debug"
 	}
+	if o.Proxies == 0 {
+		o.Proxies = 1
+	}
+	if o.Direct && (o.Gossip || o.Proxies > 1) {
+		return o, fmt.Errorf("harness: direct mode has no proxy, so no gossip and no second proxy")
+	}
+	if o.Proxies > 1 && !o.Gossip {
+		return o, fmt.Errorf("harness: %d proxies need Options.Gossip", o.Proxies)
+	}
 	return o, nil
 }
 
@@ -66,10 +88,16 @@ type Cluster struct {
 	StubURL string
 	// Backends are the CLI servers, cli0…cliN-1.
 	Backends []*CLIServer
-	// Proxy is rpcproxy, nil in direct mode.
+	// Proxy is rpcproxy (the first of Proxies), nil in direct mode.
 	Proxy *Proxy
-	// Target is the address SDK clients connect to: the proxy, or in direct
-	// mode the one CLI server.
+	// Proxies are every rpcproxy front end, in start order; empty in
+	// direct mode.
+	Proxies []*Proxy
+	// Agents are the `rpcproxy agent`s with Options.Gossip, Agents[i]
+	// beside Backends[i].
+	Agents []*Agent
+	// Target is the address SDK clients connect to: the (first) proxy, or
+	// in direct mode the one CLI server.
 	Target string
 	// SharedHome is the one COPILOT_HOME of every backend with
 	// Options.SharedHome, else empty.
@@ -151,16 +179,85 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		c.Target = c.Backends[0].Addr
 		return c, nil
 	}
+	configFile := ""
+	if opts.Config != "" {
+		configFile = filepath.Join(work, "rpcproxy.hcl")
+		if err := os.WriteFile(configFile, []byte(opts.Config), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	addrs := make([]string, len(c.Backends))
 	for i, b := range c.Backends {
 		addrs[i] = b.Addr
 	}
-	c.Proxy, err = StartProxy(ctx, proxyBin, work, addrs, opts.ProxyLogLevel)
+	if opts.Gossip {
+		err = c.startGossip(ctx, opts, proxyBin, configFile)
+	} else {
+		var p *Proxy
+		p, err = StartProxy(ctx, ProxyConfig{Bin: proxyBin, Dir: work, Backends: addrs, LogLevel: opts.ProxyLogLevel, ConfigFile: configFile})
+		c.Proxies = []*Proxy{p}
+	}
 	if err != nil {
 		return nil, err
 	}
+	c.Proxy = c.Proxies[0]
 	c.Target = c.Proxy.Addr
 	return c, nil
+}
+
+// gossipJoinTimeout bounds the wait for every proxy to see every agent.
+const gossipJoinTimeout = 30 * time.Second
+
+// startGossip starts the proxies (the first is the seed, the others join
+// it) and one agent per CLI server (joining the seed), then waits until
+// every proxy has added every CLI server to its pool.
+func (c *Cluster) startGossip(ctx context.Context, opts Options, bin, configFile string) error {
+	for i := range opts.Proxies {
+		cfg := ProxyConfig{Bin: bin, Dir: c.WorkDir, Name: "rpcproxy", LogLevel: opts.ProxyLogLevel, ConfigFile: configFile, Gossip: true}
+		if i > 0 {
+			cfg.Name = fmt.Sprintf("rpcproxy%d", i)
+			cfg.Join = []string{c.Proxies[0].GossipAddr}
+		}
+		p, err := StartProxy(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		c.Proxies = append(c.Proxies, p)
+	}
+	c.Agents = make([]*Agent, len(c.Backends))
+	errs := make([]error, len(c.Backends))
+	var wg sync.WaitGroup
+	for i, b := range c.Backends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Agents[i], errs[i] = StartAgent(ctx, AgentConfig{
+				Bin: bin, Dir: c.WorkDir, Name: fmt.Sprintf("agent%d", i), CLI: b.Addr,
+				Join: []string{c.Proxies[0].GossipAddr}, ConfigFile: configFile, LogLevel: opts.ProxyLogLevel,
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, gossipJoinTimeout)
+	defer cancel()
+	for _, p := range c.Proxies {
+		err := Eventually(ctx, p.Proc.Name+" to add every CLI server from gossip", func() bool {
+			joined := p.JoinedBackends()
+			for _, b := range c.Backends {
+				if !slices.Contains(joined, b.Addr) {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("%w; joined: %v; output:\n%s", err, p.JoinedBackends(), p.Proc.LogTail(30))
+		}
+	}
+	return nil
 }
 
 // StartT starts a cluster for one test and closes it in t.Cleanup. It skips
@@ -231,16 +328,7 @@ func (c *Cluster) Backend(addr string) *CLIServer {
 func (c *Cluster) Diagnostics(n int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster work directory: %s\n", c.WorkDir)
-	procs := []*Process{}
-	if c.Proxy != nil {
-		procs = append(procs, c.Proxy.Proc)
-	}
-	for _, s := range c.Backends {
-		if s != nil {
-			procs = append(procs, s.Proc)
-		}
-	}
-	for _, p := range procs {
+	for _, p := range c.Processes() {
 		fmt.Fprintf(&b, "----- %s (%s) last %d lines -----\n%s\n", p.Name, p.LogPath, n, p.LogTail(n))
 	}
 	if c.stubLog != nil {
@@ -258,8 +346,15 @@ func (c *Cluster) Diagnostics(n int) string {
 // Processes returns every child process of the cluster.
 func (c *Cluster) Processes() []*Process {
 	var out []*Process
-	if c.Proxy != nil {
-		out = append(out, c.Proxy.Proc)
+	for _, p := range c.Proxies {
+		if p != nil {
+			out = append(out, p.Proc)
+		}
+	}
+	for _, a := range c.Agents {
+		if a != nil {
+			out = append(out, a.Proc)
+		}
 	}
 	for _, s := range c.Backends {
 		if s != nil {
@@ -273,17 +368,25 @@ func (c *Cluster) Processes() []*Process {
 // directory unless E2E_KEEP is set. Safe to call more than once.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
-		if c.Proxy != nil {
-			c.Proxy.Proc.Stop()
-		}
+		// Proxies first (their clients see a closed connection, not backend
+		// errors), then agents and CLI servers together.
 		var wg sync.WaitGroup
-		for _, s := range c.Backends {
-			if s != nil {
+		stopAll := func(procs []*Process) {
+			for _, p := range procs {
 				wg.Add(1)
-				go func() { defer wg.Done(); s.Proc.Stop() }()
+				go func() { defer wg.Done(); p.Stop() }()
+			}
+			wg.Wait()
+		}
+		var proxies []*Process
+		for _, p := range c.Proxies {
+			if p != nil {
+				proxies = append(proxies, p.Proc)
 			}
 		}
-		wg.Wait()
+		rest := c.Processes()[len(proxies):] // Processes lists proxies first
+		stopAll(proxies)
+		stopAll(rest)
 		if c.Stub != nil {
 			c.closeErr = c.Stub.Close()
 		}

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -8,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,22 +114,169 @@ func TestPlacements(t *testing.T) {
 	if b := p.PlacedBackends("a-1"); len(b) != 1 || b[0] != "127.0.0.1:1001" {
 		t.Errorf("PlacedBackends(a-1) = %v", b)
 	}
-	if m := p.Moves(); len(m) != 1 || m[0] != (Move{"a-1", "127.0.0.1:1001", "127.0.0.1:1002"}) {
+	if m := p.Moves(); len(m) != 1 || m[0] != (Move{"a-1", "127.0.0.1:1001", "127.0.0.1:1002", "backend down"}) {
 		t.Errorf("Moves = %v", m)
 	}
 }
 
-// A whole cluster comes up, answers, and leaves nothing behind.
+func TestStateChanges(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "proxy.log")
+	content := `2026-11-23T19:12:07.420Z [WARN]  rpcproxy.health: backend down: backend=127.0.0.1:1001 error="read tcp: i/o timeout"
+2026-11-23T19:12:07.421Z [INFO]  rpcproxy.proxy: session placed: session=a-1 backend=127.0.0.1:1002 method=session.create
+2026-11-23T19:12:07.422Z [WARN]  rpcproxy.health: backend down (passive): backend=127.0.0.1:1002 error=EOF
+2026-11-23T19:12:08.000Z [INFO]  rpcproxy.health: backend state: backend=127.0.0.1:1001 from=down to=up
+2026-11-23T19:12:09.000Z [INFO]  rpcproxy.health: backend state (agent report): backend=127.0.0.1:1001 from=up to=draining
+2026-11-23T19:12:09.500Z [INFO]  rpcproxy.gossip: backend joined: backend=127.0.0.1:1003 node=agent3
+`
+	if err := os.WriteFile(log, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Proc: &Process{Name: "rpcproxy", LogPath: log}}
+	want := []StateChange{{"127.0.0.1:1001", "down"}, {"127.0.0.1:1002", "down"}, {"127.0.0.1:1001", "up"}, {"127.0.0.1:1001", "draining"}}
+	if got := p.StateChanges(); !slices.Equal(got, want) {
+		t.Errorf("StateChanges = %v, want %v", got, want)
+	}
+	for addr, state := range map[string]string{"127.0.0.1:1001": "draining", "127.0.0.1:1002": "down", "127.0.0.1:1003": "up"} {
+		if got := p.BackendState(addr); got != state {
+			t.Errorf("BackendState(%s) = %q, want %q", addr, got, state)
+		}
+	}
+	if got := p.JoinedBackends(); !slices.Equal(got, []string{"127.0.0.1:1003"}) {
+		t.Errorf("JoinedBackends = %v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := p.WaitBackendState(ctx, "127.0.0.1:1002", "down", 1); err != nil {
+		t.Error(err)
+	}
+	// Past the first three changes, 1002 changed no more: waiting times out.
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := p.WaitBackendState(short, "127.0.0.1:1002", "down", 3); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitBackendState past the last change = %v, want deadline exceeded", err)
+	}
+}
+
+// processState returns the state letter of pid from /proc ("S", "T", …).
+func processState(t *testing.T, pid int) string {
+	t.Helper()
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return fields[0]
+}
+
+// Freeze stops the group, Thaw continues it, and Stop ends a frozen child
+// at once (SIGCONT after SIGTERM) rather than after the grace period.
+func TestFreezeThawStop(t *testing.T) {
+	dir := t.TempDir()
+	p, err := startProcess("sleep", exec.Command("sleep", "30"), filepath.Join(dir, "sleep.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stateIs := func(want string) {
+		t.Helper()
+		if err := Eventually(ctx, "sleep in state "+want, func() bool { return processState(t, p.PID()) == want }); err != nil {
+			t.Fatalf("%v (state %s)", err, processState(t, p.PID()))
+		}
+	}
+	if err := p.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	stateIs("T")
+	p.Thaw()
+	stateIs("S")
+	if err := p.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	stateIs("T")
+	start := time.Now()
+	p.Stop()
+	if d := time.Since(start); d >= stopGrace {
+		t.Errorf("Stop of a frozen child took %v: it waited for the grace period", d)
+	}
+	if p.GroupAlive() {
+		t.Error("frozen child still alive after Stop")
+	}
+	p.Thaw() // after exit: a no-op
+}
+
+// A CLI server killed and restarted listens on the same port again, with a
+// log of its own.
+func TestCLIRestartSamePort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real CLI server")
+	}
+	bin, err := CopilotBinary()
+	if err != nil {
+		SkipOrFatal(t, err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*cliStartTimeout)
+	defer cancel()
+	s, err := StartCLI(ctx, bin, "cli0", dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Proc.Stop() })
+	if err := s.Restart(ctx); err == nil {
+		t.Error("Restart of a running server succeeded")
+	}
+	first := s.Proc
+	first.Kill()
+	if err := s.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.Proc == first || s.Proc.LogPath == first.LogPath {
+		t.Errorf("restart kept the old process or log (%s)", s.Proc.LogPath)
+	}
+	if m := cliListening.FindStringSubmatch(s.Proc.Log()); m == nil || !strings.HasSuffix(s.Addr, ":"+m[1]) {
+		t.Errorf("restarted server's log %q does not name port of %s", s.Proc.LogTail(5), s.Addr)
+	}
+	conn, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("restarted server at %s: %v", s.Addr, err)
+	}
+	conn.Close()
+}
+
+// A whole cluster comes up, answers, and leaves nothing behind: with static
+// backends, and with agents and two proxies on gossip.
 func TestClusterTeardownLeavesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real CLI servers")
 	}
 	t.Setenv("E2E_KEEP", "")
-	c, err := Start(context.Background(), Options{Backends: 2})
+	t.Setenv("E2E_DIRECT", "")
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		procs int
+	}{
+		{"static", Options{Backends: 2}, 3},
+		{"gossip", Options{Backends: 2, Gossip: true, Proxies: 2, Config: `gossip { profile = "fast" }
+agent { drain_timeout = "200ms" }
+`}, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkTeardown(t, tc.opts, tc.procs) })
+	}
+}
+
+func checkTeardown(t *testing.T, opts Options, wantProcs int) {
+	c, err := Start(context.Background(), opts)
 	if err != nil {
 		SkipOrFatal(t, err)
 	}
 	procs := c.Processes()
+	if len(procs) != wantProcs {
+		t.Errorf("cluster has %d processes, want %d", len(procs), wantProcs)
+	}
 	conn, err := net.DialTimeout("tcp", c.Target, 5*time.Second)
 	if err != nil {
 		c.Close()

@@ -120,6 +120,8 @@ func (p *Process) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, err
 func (p *Process) Stop() {
 	p.stopOnce.Do(func() {
 		_ = syscall.Kill(-p.pgid, syscall.SIGTERM)
+		// A frozen child would hold the SIGTERM until the grace period ends.
+		_ = syscall.Kill(-p.pgid, syscall.SIGCONT)
 		select {
 		case <-p.done:
 		case <-time.After(stopGrace):
@@ -139,6 +141,25 @@ func (p *Process) Kill() {
 		<-p.done
 		waitGroupGone(p.pgid, 2*time.Second)
 	})
+}
+
+// Freeze stops the child's whole process group with SIGSTOP: it keeps its
+// sockets open but answers nothing, like a hung server. Thaw (or Stop)
+// undoes it; tests register Thaw with t.Cleanup so no stopped process
+// outlives a failed test.
+func (p *Process) Freeze() error {
+	if err := syscall.Kill(-p.pgid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("harness: SIGSTOP %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Thaw continues a frozen child's process group with SIGCONT. Thawing a
+// child that is not frozen, or that has exited, does nothing.
+func (p *Process) Thaw() {
+	if exited, _ := p.Exited(); !exited {
+		_ = syscall.Kill(-p.pgid, syscall.SIGCONT)
+	}
 }
 
 // GroupAlive reports whether any live process of the child's group still

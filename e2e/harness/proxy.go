@@ -53,26 +53,66 @@ type Proxy struct {
 	Addr string
 	// Backends are the --backend addresses it was given, in order.
 	Backends []string
+	// GossipAddr is its --gossip-bind address, empty without gossip.
+	GossipAddr string
 	// Proc is the proxy process; its log holds the placement lines.
 	Proc *Process
 }
 
-// StartProxy starts `bin serve --listen <free loopback port> --backend …
-// --log-level <level>` with working directory dir and waits until it accepts
-// connections.
-func StartProxy(ctx context.Context, bin, dir string, backends []string, logLevel string) (*Proxy, error) {
+// ProxyConfig says how to start one `rpcproxy serve`.
+type ProxyConfig struct {
+	// Bin is the rpcproxy binary (BuildProxy).
+	Bin string
+	// Dir is the working directory; the log is Dir/<Name>.log.
+	Dir string
+	// Name names the process and its log. Empty means "rpcproxy".
+	Name string
+	// Backends are static --backend addresses.
+	Backends []string
+	// LogLevel is --log-level. Empty means "debug".
+	LogLevel string
+	// ConfigFile, when set, is passed with --config.
+	ConfigFile string
+	// Gossip binds gossip on a free loopback port (--gossip-bind).
+	Gossip bool
+	// Join are --join addresses (gossip members to join); they need Gossip.
+	Join []string
+}
+
+// StartProxy starts `rpcproxy serve --listen <free loopback port> …` as cfg
+// says and waits until it accepts connections.
+func StartProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
+	if cfg.Name == "" {
+		cfg.Name = "rpcproxy"
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "debug"
+	}
 	addr, err := freeLoopbackAddr()
 	if err != nil {
-		return nil, fmt.Errorf("harness: proxy port: %w", err)
+		return nil, fmt.Errorf("harness: %s port: %w", cfg.Name, err)
 	}
-	args := []string{"serve", "--listen", addr, "--log-level", logLevel}
-	for _, b := range backends {
+	args := []string{"serve", "--listen", addr, "--log-level", cfg.LogLevel}
+	if cfg.ConfigFile != "" {
+		args = append(args, "--config", cfg.ConfigFile)
+	}
+	for _, b := range cfg.Backends {
 		args = append(args, "--backend", b)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
+	gossipAddr := ""
+	if cfg.Gossip {
+		if gossipAddr, err = freeGossipAddr(); err != nil {
+			return nil, fmt.Errorf("harness: %s gossip port: %w", cfg.Name, err)
+		}
+		args = append(args, "--gossip-bind", gossipAddr)
+	}
+	for _, j := range cfg.Join {
+		args = append(args, "--join", j)
+	}
+	cmd := exec.Command(cfg.Bin, args...)
+	cmd.Dir = cfg.Dir
 	cmd.Env = scrubbedEnv()
-	proc, err := startProcess("rpcproxy", cmd, filepath.Join(dir, "rpcproxy.log"))
+	proc, err := startProcess(cfg.Name, cmd, filepath.Join(cfg.Dir, cfg.Name+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +122,7 @@ func StartProxy(ctx context.Context, bin, dir string, backends []string, logLeve
 		proc.Stop()
 		return nil, err
 	}
-	return &Proxy{Addr: addr, Backends: backends, Proc: proc}, nil
+	return &Proxy{Addr: addr, Backends: cfg.Backends, GossipAddr: gossipAddr, Proc: proc}, nil
 }
 
 // waitReady waits until addr accepts connections, failing early when the
@@ -110,6 +150,11 @@ var (
 	placedBackend = regexp.MustCompile(`\bbackend="?([^\s"]+)"?`)
 	movedFrom     = regexp.MustCompile(`\bfrom="?([^\s"]+)"?`)
 	movedTo       = regexp.MustCompile(`\bto="?([^\s"]+)"?`)
+	movedReason   = regexp.MustCompile(`\breason=("[^"]*"|\S+)`)
+	// healthLine is a state change of a backend logged by rpcproxy's
+	// health checker: "backend down", "backend down (passive)", "backend
+	// state" (to=…), "backend state (agent report)".
+	healthLine = regexp.MustCompile(`rpcproxy\.health: backend (down|state)\b`)
 )
 
 // Placement is one "session placed" line of the proxy's log.
@@ -151,6 +196,8 @@ func (p *Proxy) PlacedBackends(id string) []string {
 // session on another backend (failover, rebalancing).
 type Move struct {
 	Session, From, To string
+	// Reason is why: "backend lost", "ring owner changed".
+	Reason string
 }
 
 // Moves returns the proxy log's "session moved" lines in order.
@@ -164,7 +211,83 @@ func (p *Proxy) Moves() []Move {
 		if s == nil || f == nil || t == nil {
 			continue
 		}
-		out = append(out, Move{Session: s[1], From: f[1], To: t[1]})
+		mv := Move{Session: s[1], From: f[1], To: t[1]}
+		if r := movedReason.FindStringSubmatch(line); r != nil {
+			mv.Reason = strings.Trim(r[1], `"`)
+		}
+		out = append(out, mv)
+	}
+	return out
+}
+
+// StateChange is one backend state change in the proxy's log.
+type StateChange struct {
+	// Backend is the backend's address; To is "up", "down" or "draining".
+	Backend, To string
+}
+
+// StateChanges returns the health checker's state changes from the proxy's
+// log, in order.
+func (p *Proxy) StateChanges() []StateChange {
+	var out []StateChange
+	for _, line := range strings.Split(p.Proc.Log(), "\n") {
+		m := healthLine.FindStringSubmatch(line)
+		b := placedBackend.FindStringSubmatch(line)
+		if m == nil || b == nil {
+			continue
+		}
+		sc := StateChange{Backend: b[1], To: "down"}
+		if m[1] == "state" {
+			to := movedTo.FindStringSubmatch(line)
+			if to == nil {
+				continue
+			}
+			sc.To = to[1]
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+// BackendState returns the last state the proxy logged for backend, "up"
+// when it logged none (the checker starts every backend up).
+func (p *Proxy) BackendState(backend string) string {
+	state := "up"
+	for _, sc := range p.StateChanges() {
+		if sc.Backend == backend {
+			state = sc.To
+		}
+	}
+	return state
+}
+
+// WaitBackendState waits until, among the proxy's state changes after the
+// first since (len(StateChanges()) taken before the action awaited), the
+// last one of backend is to state ("up", "down", "draining").
+func (p *Proxy) WaitBackendState(ctx context.Context, backend, state string, since int) error {
+	return Eventually(ctx, fmt.Sprintf("%s to log backend %s %s", p.Proc.Name, backend, state), func() bool {
+		changes := p.StateChanges()
+		last := ""
+		for _, sc := range changes[min(since, len(changes)):] {
+			if sc.Backend == backend {
+				last = sc.To
+			}
+		}
+		return last == state
+	})
+}
+
+// JoinedBackends returns the backends the proxy's gossip pool added ("backend
+// joined" lines), in order.
+func (p *Proxy) JoinedBackends() []string {
+	var out []string
+	for _, line := range strings.Split(p.Proc.Log(), "\n") {
+		if !strings.Contains(line, "backend joined") {
+			continue
+		}
+		if b := placedBackend.FindStringSubmatch(line); b != nil {
+			out = append(out, b[1])
+		}
 	}
 	return out
 }
