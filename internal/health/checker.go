@@ -201,6 +201,12 @@ func (c *Checker) ReportFailure(name string, err error) {
 
 // SetDraining marks a backend draining (no new sessions) or not.
 func (c *Checker) SetDraining(name string, draining bool) error {
+	return c.update(name, "operator", func(h *host) { h.draining = draining })
+}
+
+// update applies an external change to a host's flags, rebuilding the ring
+// and reporting the change when its effective state moved.
+func (c *Checker) update(name, source string, change func(*host)) error {
 	c.mu.Lock()
 	h, ok := c.hosts[name]
 	if !ok {
@@ -208,14 +214,14 @@ func (c *Checker) SetDraining(name string, draining bool) error {
 		return fmt.Errorf("health: unknown backend %q", name)
 	}
 	from := h.effective()
-	h.draining = draining
+	change(h)
 	to := h.effective()
 	if from != to {
 		c.rebuildLocked()
 	}
 	c.mu.Unlock()
 	if from != to {
-		c.log.Info("backend state", "backend", name, "from", from.String(), "to", to.String())
+		c.log.Info("backend state", "backend", name, "from", from.String(), "to", to.String(), "by", source)
 		c.changed(name, from, to)
 	}
 	return nil
@@ -243,24 +249,7 @@ func (c *Checker) Usable(name string) bool {
 // (gossip): an unhealthy report takes the backend down, whatever the
 // proxy's probes say, until the agent reports it healthy again.
 func (c *Checker) SetAgentHealthy(name string, healthy bool) error {
-	c.mu.Lock()
-	h, ok := c.hosts[name]
-	if !ok {
-		c.mu.Unlock()
-		return fmt.Errorf("health: unknown backend %q", name)
-	}
-	from := h.effective()
-	h.agentDown = !healthy
-	to := h.effective()
-	if from != to {
-		c.rebuildLocked()
-	}
-	c.mu.Unlock()
-	if from != to {
-		c.log.Info("backend state (agent report)", "backend", name, "from", from.String(), "to", to.String())
-		c.changed(name, from, to)
-	}
-	return nil
+	return c.update(name, "agent", func(h *host) { h.agentDown = !healthy })
 }
 
 // Close stops every check goroutine and waits for them. Idempotent.
