@@ -163,18 +163,30 @@ func listMetadata(t *testing.T, client *copilot.Client) map[string]copilot.Sessi
 // else. It returns that backend.
 func checkPlacement(t *testing.T, c *harness.Cluster, id string) *harness.CLIServer {
 	t.Helper()
+	if c.Proxy != nil {
+		return checkPlacementBy(t, c, c.Proxy, id)
+	}
 	b, err := c.BackendOf(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Proxy == nil {
-		return b
+	return b
+}
+
+// checkPlacementBy checks that session id lives in exactly one backend's
+// store and that proxy p logged placing it there and nowhere else. It
+// returns that backend.
+func checkPlacementBy(t *testing.T, c *harness.Cluster, p *harness.Proxy, id string) *harness.CLIServer {
+	t.Helper()
+	b, err := c.BackendOf(id)
+	if err != nil {
+		t.Fatal(err)
 	}
-	placed := c.Proxy.PlacedBackends(id)
+	placed := p.PlacedBackends(id)
 	if len(placed) == 0 {
-		t.Errorf("rpcproxy logged no 'session placed … session=%s backend=…' line; the session is on %s (%s)", id, b.Name, b.Addr)
+		t.Errorf("%s logged no 'session placed … session=%s backend=…' line; the session is on %s (%s)", p.Proc.Name, id, b.Name, b.Addr)
 	} else if len(placed) != 1 || placed[0] != b.Addr {
-		t.Errorf("rpcproxy logged session %s placed on %v, but its state is on %s (%s)", id, placed, b.Name, b.Addr)
+		t.Errorf("%s logged session %s placed on %v, but its state is on %s (%s)", p.Proc.Name, id, placed, b.Name, b.Addr)
 	}
 	return b
 }
