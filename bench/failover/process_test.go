@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,6 +123,79 @@ func (p *process) signal(sig syscall.Signal) error {
 		return fmt.Errorf("%s: %v: %w", p.name, sig, err)
 	}
 	return nil
+}
+
+// signalTakesEffect bounds the wait for a signal to take effect.
+const signalTakesEffect = 5 * time.Second
+
+// waitSignalled waits until sig has taken effect on the child: SIGKILL
+// when it is a zombie (or reaped), SIGSTOP when every one of its threads is
+// stopped. kill(2) returns before that: meanwhile a thread already running
+// may still answer a request or two.
+func (p *process) waitSignalled(sig syscall.Signal) error {
+	deadline := time.Now().Add(signalTakesEffect)
+	for {
+		if !p.running() {
+			if sig == syscall.SIGKILL {
+				return nil
+			}
+			return fmt.Errorf("%s: exited", p.name)
+		}
+		states, err := threadStates(p.cmd.Process.Pid)
+		if errors.Is(err, fs.ErrNotExist) && sig == syscall.SIGKILL {
+			return nil // reaped since running() looked
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		if inEffect(sig, states) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %v not in effect after %v (thread states %q)", p.name, sig, signalTakesEffect, states)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// inEffect reports whether thread states (from /proc) show sig done.
+func inEffect(sig syscall.Signal, states []byte) bool {
+	if len(states) == 0 {
+		return sig == syscall.SIGKILL // no threads left
+	}
+	for _, st := range states {
+		switch {
+		case sig == syscall.SIGKILL && (st == 'Z' || st == 'X'):
+		case sig == syscall.SIGSTOP && (st == 'T' || st == 't'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// threadStates reads the state letter of every thread of pid from /proc.
+// A thread that vanishes meanwhile is left out.
+func threadStates(pid int) ([]byte, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("thread states: %w", err)
+	}
+	states := make([]byte, 0, len(tasks))
+	for _, t := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, t.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state …": comm may hold spaces or parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return nil, fmt.Errorf("thread states: cannot parse %q", stat)
+		}
+		states = append(states, stat[i+2])
+	}
+	return states, nil
 }
 
 // Close ends the child: SIGCONT (a stopped process cannot act on SIGTERM),

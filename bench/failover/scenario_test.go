@@ -2,6 +2,7 @@ package failover
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"syscall"
 	"testing"
@@ -42,6 +43,7 @@ type failoverResult struct {
 	sessions, displaced int
 	victim, resumedOn   string // fake names
 
+	effective  time.Duration // the signal in effect (process reaped, every thread stopped)
 	down       time.Duration // the proxy logged the victim down; 0 if never seen
 	firstReply time.Duration // the displaced session's first response (maybe a retryable error)
 	answered   time.Duration // its session.send answered (after retries)
@@ -58,8 +60,8 @@ type failoverResult struct {
 }
 
 func (r failoverResult) String() string {
-	s := fmt.Sprintf("%s/%s: %s held %d of %d sessions; down %v, first reply %v, answered %v (on %s, %d retries %v), idle %v",
-		r.signal, r.health, r.victim, r.displaced, r.sessions, ms(r.down), ms(r.firstReply), ms(r.answered),
+	s := fmt.Sprintf("%s/%s: %s held %d of %d sessions; signal in effect %v, down %v, first reply %v, answered %v (on %s, %d retries %v), idle %v",
+		r.signal, r.health, r.victim, r.displaced, r.sessions, ms(r.effective), ms(r.down), ms(r.firstReply), ms(r.answered),
 		r.resumedOn, r.retries, r.codes, ms(r.idle))
 	if r.recoveryRetries > 0 {
 		s += fmt.Sprintf("; %d retries in the other sessions' next turns", r.recoveryRetries)
@@ -122,10 +124,19 @@ func runFailover(tb testing.TB, bins binaries, sc signalCase, hs healthSettings)
 	r.victim, r.displaced = victim.name, len(displaced)
 	target := displaced[0]
 
+	// Fail the victim at a random point of its health-check cycle, not at a
+	// phase set by how long the set-up took.
+	randomPhase(hs)
 	start := time.Now()
 	if err := victim.proc.signal(sc.sig); err != nil {
 		fail("%v", err)
 	}
+	// Measure the next turn, not a race with the signal: a turn the victim
+	// answers while the signal lands is lost with it (see README).
+	if err := victim.proc.waitSignalled(sc.sig); err != nil {
+		fail("%v", err)
+	}
+	r.effective = time.Since(start)
 	o, err := sendRetrying(cl, target, "after failover", start, failoverLimit)
 	r.firstReply, r.answered, r.retries, r.codes = o.firstReply, o.answered, o.retries, o.codes
 	if err != nil {
@@ -162,6 +173,7 @@ func runFailover(tb testing.TB, bins binaries, sc signalCase, hs healthSettings)
 	}
 
 	if sc.sig == syscall.SIGSTOP {
+		randomPhase(hs)
 		thaw := time.Now()
 		if err := victim.proc.signal(syscall.SIGCONT); err != nil {
 			fail("%v", err)
@@ -184,6 +196,11 @@ func runFailover(tb testing.TB, bins binaries, sc signalCase, hs healthSettings)
 		}
 	}
 	return r
+}
+
+// randomPhase waits a random time under one health-check interval.
+func randomPhase(hs healthSettings) {
+	time.Sleep(rand.N(hs.interval))
 }
 
 // busiest returns the server holding the most sessions (the first such in
