@@ -4,7 +4,6 @@
 package frame
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -19,7 +18,8 @@ const (
 	DefaultMaxBody       = 64 << 20 // 64 MiB
 	DefaultMaxHeaderLine = 8 << 10  // 8 KiB
 	DefaultMaxHeaders    = 32
-	// readBufferSize is the bufio buffer of a Reader; a header line must fit in it.
+	// readBufferSize is the large buffer a busy Reader borrows; a header
+	// line must fit in it.
 	readBufferSize = 32 << 10
 )
 
@@ -69,7 +69,7 @@ type Deadliner interface {
 // Reader reads one framed message per call. It is not safe for concurrent use;
 // one goroutine owns it.
 type Reader struct {
-	br       *bufio.Reader
+	in       inbuf
 	limits   Limits
 	dl       Deadliner
 	deadline bool // a frame deadline is set on dl and must be cleared
@@ -78,19 +78,19 @@ type Reader struct {
 // NewReader returns a Reader over r. dl may be nil; it is used only when
 // limits.FrameTimeout is set.
 func NewReader(r io.Reader, dl Deadliner, limits Limits) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, readBufferSize), limits: limits.withDefaults(), dl: dl}
+	return &Reader{in: inbuf{src: r}, limits: limits.withDefaults(), dl: dl}
 }
 
 // Buffered reports how many bytes are read from the peer and not yet returned.
 // A forwarder flushes its writes when this is zero: nothing more is at hand.
-func (r *Reader) Buffered() int { return r.br.Buffered() }
+func (r *Reader) Buffered() int { return r.in.buffered() }
 
 // Read returns the next message body in a pooled Buffer that the caller owns
 // and must Release. At a clean end of stream between frames it returns io.EOF;
 // a stream that ends inside a frame gives io.ErrUnexpectedEOF.
 func (r *Reader) Read() (*Buffer, error) {
 	// Wait for the first byte of a frame with no deadline: idle peers are fine.
-	if _, err := r.br.Peek(1); err != nil {
+	if err := r.in.wait(); err != nil {
 		return nil, err
 	}
 	n, err := r.readHeader()
@@ -99,16 +99,17 @@ func (r *Reader) Read() (*Buffer, error) {
 		return nil, err
 	}
 	buf := Get(n)
-	if n > r.br.Buffered() {
+	if n > r.in.buffered() {
 		r.armDeadline()
 	}
-	if _, err := io.ReadFull(r.br, buf.B); err != nil {
+	if err := r.in.readFull(buf.B); err != nil {
 		buf.Release()
 		err = r.mapErr(err) // before clearDeadline: mapErr needs to know it was armed
 		r.clearDeadline()
 		return nil, err
 	}
 	r.clearDeadline()
+	r.in.release()
 	return buf, nil
 }
 
@@ -152,29 +153,29 @@ func (r *Reader) readHeader() (int, error) {
 // readLine returns one header line without its "\r\n" or "\n". The slice is
 // valid until the next read.
 func (r *Reader) readLine() ([]byte, error) {
-	if bytes.IndexByte(peekBuffered(r.br), '\n') < 0 {
-		r.armDeadline()
-	}
-	line, err := r.br.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) {
+	for {
+		if line := r.in.line(); line != nil {
+			r.in.r += len(line)
+			if len(line) > r.limits.MaxHeaderLine {
+				return nil, ErrHeaderTooLong
+			}
+			line = line[:len(line)-1]
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			return line, nil
+		}
+		if r.in.buffered() >= r.limits.MaxHeaderLine {
 			return nil, ErrHeaderTooLong
 		}
-		return nil, r.mapErr(err)
+		r.armDeadline()
+		if err := r.in.fill(); err != nil {
+			if errors.Is(err, errBufferFull) {
+				return nil, ErrHeaderTooLong
+			}
+			return nil, r.mapErr(err)
+		}
 	}
-	if len(line) > r.limits.MaxHeaderLine {
-		return nil, ErrHeaderTooLong
-	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, nil
-}
-
-func peekBuffered(br *bufio.Reader) []byte {
-	b, _ := br.Peek(br.Buffered())
-	return b
 }
 
 // parseLength parses a non-negative decimal without allocating. A value too

@@ -4,21 +4,37 @@ import (
 	"bufio"
 	"io"
 	"strconv"
+	"sync"
 )
 
 const writeBufferSize = 32 << 10
+
+// writeBuffers holds the buffers of idle Writers: a connection holds one
+// only between its first write and its flush, so thousands of idle
+// connections cost no write buffer.
+var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
 
 // Writer writes framed messages into a buffer; Flush sends them. One
 // goroutine owns a Writer. Writes are batched: the owner flushes when it has
 // nothing more to write right now.
 type Writer struct {
-	bw  *bufio.Writer
-	hdr []byte
+	dst io.Writer
+	bw  *bufio.Writer // nil while nothing is buffered
+	err error         // the first write error; every later call returns it
+	hdr [40]byte
 }
 
 // NewWriter returns a Writer over w.
 func NewWriter(w io.Writer) *Writer {
-	return &Writer{bw: bufio.NewWriterSize(w, writeBufferSize), hdr: make([]byte, 0, 40)}
+	return &Writer{dst: w}
+}
+
+func (w *Writer) buffer() *bufio.Writer {
+	if w.bw == nil {
+		w.bw = writeBuffers.Get().(*bufio.Writer)
+		w.bw.Reset(w.dst)
+	}
+	return w.bw
 }
 
 // Write frames body as it is.
@@ -26,8 +42,7 @@ func (w *Writer) Write(body []byte) error {
 	if err := w.header(len(body)); err != nil {
 		return err
 	}
-	_, err := w.bw.Write(body)
-	return err
+	return w.write(body)
 }
 
 // WriteWithID frames body with the bytes body[start:end] (the JSON value of
@@ -36,26 +51,54 @@ func (w *Writer) WriteWithID(body []byte, start, end int, id []byte) error {
 	if err := w.header(len(body) - (end - start) + len(id)); err != nil {
 		return err
 	}
-	if _, err := w.bw.Write(body[:start]); err != nil {
+	if err := w.write(body[:start]); err != nil {
 		return err
 	}
-	if _, err := w.bw.Write(id); err != nil {
+	if err := w.write(id); err != nil {
 		return err
 	}
-	_, err := w.bw.Write(body[end:])
-	return err
+	return w.write(body[end:])
 }
 
 func (w *Writer) header(n int) error {
-	w.hdr = append(w.hdr[:0], "Content-Length: "...)
-	w.hdr = strconv.AppendInt(w.hdr, int64(n), 10)
-	w.hdr = append(w.hdr, "\r\n\r\n"...)
-	_, err := w.bw.Write(w.hdr)
-	return err
+	h := append(w.hdr[:0], "Content-Length: "...)
+	h = strconv.AppendInt(h, int64(n), 10)
+	h = append(h, "\r\n\r\n"...)
+	return w.write(h)
 }
 
-// Flush sends everything written so far.
-func (w *Writer) Flush() error { return w.bw.Flush() }
+func (w *Writer) write(p []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if _, err := w.buffer().Write(p); err != nil {
+		w.err = err
+	}
+	return w.err
+}
+
+// Flush sends everything written so far, and gives the buffer back.
+func (w *Writer) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.bw == nil {
+		return nil
+	}
+	if err := w.bw.Flush(); err != nil {
+		w.err = err
+		return err
+	}
+	w.bw.Reset(nil)
+	writeBuffers.Put(w.bw)
+	w.bw = nil
+	return nil
+}
 
 // Buffered reports the bytes written but not yet flushed.
-func (w *Writer) Buffered() int { return w.bw.Buffered() }
+func (w *Writer) Buffered() int {
+	if w.bw == nil {
+		return 0
+	}
+	return w.bw.Buffered()
+}

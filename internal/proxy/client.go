@@ -27,7 +27,7 @@ type clientConn struct {
 	id   uint64
 	log  hclog.Logger
 	r    *frame.Reader
-	out  chan outFrame
+	out  *frameQueue
 	done chan struct{} // closed by shutdown: every blocked send gives up
 
 	shutdownOnce sync.Once
@@ -68,7 +68,7 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		conn:      conn,
 		id:        id,
 		log:       s.log.With("client", id, "remote", conn.RemoteAddr().String()),
-		out:       make(chan outFrame, s.cfg.QueueFrames),
+		out:       newFrameQueue(s.cfg.QueueFrames),
 		done:      make(chan struct{}),
 		sessions:  make(map[string]*session),
 		upstreams: make(map[string]*upstream),
@@ -109,13 +109,8 @@ func (c *clientConn) serve() {
 	c.wg.Wait()
 	c.releaseSessions()
 	// Frames still queued were never written: give their buffers back.
-	for {
-		select {
-		case f := <-c.out:
-			f.buf.Release()
-		default:
-			return
-		}
+	for _, f := range c.out.take(nil) {
+		f.buf.Release()
 	}
 }
 

@@ -149,16 +149,21 @@ func TestScaleOutMovesShareAtTurnBoundary(t *testing.T) {
 	cl.respond(req.ID, map[string]any{"answer": "ok"})
 	cl.waitIdle(inTurn)
 
-	moved := 0
+	moved, toNew := 0, 0
 	for _, sid := range sids {
 		turn(t, cl, sid, "after scale-out")
 		h := c.holder(sid)
 		if h != before[sid] {
 			moved++
-			if h != added {
-				t.Errorf("%s moved to %s, not to the new backend", sid, h.Name())
+			if h == added {
+				toNew++
 			}
 		}
+	}
+	// Bounded load may shift a few partitions between the old backends too,
+	// but most of what moves goes to the new one.
+	if toNew*2 < moved {
+		t.Errorf("%d of %d moved sessions went to the new backend", toNew, moved)
 	}
 	share := float64(moved) / float64(len(sids))
 	t.Logf("moved share on adding a 4th backend: %.2f (%d of %d)", share, moved, len(sids))

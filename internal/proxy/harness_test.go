@@ -70,8 +70,10 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 	c.table = router.NewTable(router.RingConfig{})
 	hc := o.health
 	if hc.Interval == 0 {
-		hc.Interval = 50 * time.Millisecond
-		hc.Timeout = 50 * time.Millisecond
+		// Quick enough to notice a frozen backend within a second, slack
+		// enough not to take a busy one down under the race detector.
+		hc.Interval = 100 * time.Millisecond
+		hc.Timeout = 500 * time.Millisecond
 	}
 	hc.OnInfo = func(info json.RawMessage) { c.srv.SetInfo(info) }
 	hc.OnChange = func(name string, _, to health.State) {
@@ -93,6 +95,10 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 	done := make(chan struct{})
 	go func() { c.srv.Serve(ln); close(done) }()
 	t.Cleanup(func() {
+		if t.Failed() {
+			logs := c.logs.String()
+			t.Logf("proxy log (tail):\n%s", logs[max(0, len(logs)-6000):])
+		}
 		c.srv.Close()
 		<-done
 		c.checker.Close()

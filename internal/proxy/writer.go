@@ -18,62 +18,53 @@ type outFrame struct {
 // queue is full (backpressure towards the backends) and gives up when the
 // client is shutting down.
 func (c *clientConn) send(f outFrame) bool {
-	select {
-	case c.out <- f:
+	if c.out.push(f, c.done) {
 		return true
-	case <-c.done:
-		f.buf.Release()
-		return false
 	}
+	f.buf.Release()
+	return false
 }
 
-// writeLoop owns the client connection's write side. It writes every queued
-// frame and flushes only when the queue is empty, so bursts go out in few
-// system calls. A frame with no buffer asks it to flush and stop.
+// writeLoop owns the client connection's write side. It takes every queued
+// frame at once, writes them and flushes, so bursts go out in few system
+// calls. A frame with no buffer asks it to flush and stop.
 func (c *clientConn) writeLoop() {
 	defer c.wg.Done()
 	w := frame.NewWriter(c.conn)
 	timeout := c.srv.cfg.WriteTimeout
 	var deadlineSet time.Time
+	var batch []outFrame
 	for {
-		var f outFrame
 		select {
-		case f = <-c.out:
+		case <-c.out.ready:
 		case <-c.done:
 			return
 		}
+		batch = c.out.take(batch[:0])
 		stop := false
-		for {
+		var err error
+		for i := range batch {
+			f := &batch[i]
 			if f.buf == nil {
 				stop = true
-				break
+			} else if err == nil && !stop {
+				err = writeOut(w, f)
 			}
-			err := writeOut(w, &f)
 			f.buf.Release()
-			if err != nil {
-				c.log.Debug("client write failed", "error", err)
-				c.shutdown()
-				return
-			}
-			if w.Buffered() >= 64<<10 {
-				break
-			}
-			more := false
-			select {
-			case f = <-c.out:
-				more = true
-			default:
-			}
-			if !more {
-				break
-			}
+			f.buf = nil
 		}
-		// One deadline covers many flushes: reset it only when it is half spent.
-		if now := time.Now(); deadlineSet.IsZero() || now.Sub(deadlineSet) > timeout/2 {
-			_ = c.conn.SetWriteDeadline(now.Add(timeout))
-			deadlineSet = now
+		if cap(batch) > 256 {
+			batch = nil
 		}
-		if err := w.Flush(); err != nil {
+		if err == nil {
+			// One deadline covers many flushes: reset it only when half spent.
+			if now := time.Now(); deadlineSet.IsZero() || now.Sub(deadlineSet) > timeout/2 {
+				_ = c.conn.SetWriteDeadline(now.Add(timeout))
+				deadlineSet = now
+			}
+			err = w.Flush()
+		}
+		if err != nil {
 			c.log.Debug("client write failed", "error", err)
 			c.shutdown()
 			return
