@@ -194,6 +194,9 @@ func TestDraining(t *testing.T) {
 	if n := c.srv.SessionCount(victim.Addr()); n != 0 {
 		t.Fatalf("draining backend still holds %d sessions", n)
 	}
+	if !strings.Contains(c.logs.String(), "draining backend holds no sessions") {
+		t.Fatal("the drained backend was not reported")
+	}
 	for i := 0; i < 20; i++ {
 		sid := fmt.Sprintf("drain-new-%d", i)
 		createSession(t, cl, sid)

@@ -230,10 +230,27 @@ func (s *Server) usable(backend string) bool {
 func (s *Server) placed(backend string, delta int) {
 	s.placedMu.Lock()
 	s.counts[backend] += delta
-	if s.counts[backend] <= 0 {
+	empty := s.counts[backend] <= 0
+	if empty {
 		delete(s.counts, backend)
 	}
 	s.placedMu.Unlock()
+	if empty && delta < 0 && s.draining(backend) {
+		s.log.Info("draining backend holds no sessions", "backend", backend)
+	}
+}
+
+// draining reports a backend that answers but takes no new sessions.
+func (s *Server) draining(backend string) bool {
+	if !s.usable(backend) {
+		return false
+	}
+	for _, b := range s.table.Ring().Backends() {
+		if b.Name == backend {
+			return false
+		}
+	}
+	return true
 }
 
 // SessionCount reports the sessions placed on a backend over all client
