@@ -3,7 +3,9 @@
 # Every setting is optional; one left out keeps the default shown here.
 # Durations are strings with a unit: "250ms", "30s", "1m30s".
 # Sizes are in bytes. Command-line flags (--listen, --backend, --log-level,
-# --spawn) override this file. Load it with `rpcproxy --config <file>`.
+# --spawn) override this file. Load it with `rpcproxy serve --config <file>`.
+# SIGHUP re-reads the file and applies its backend blocks (added ones join,
+# removed or `drain = true` ones are drained); other settings need a restart.
 
 # TCP address SDK clients connect to, host:port. An empty host listens on all
 # interfaces. Default ":4321".
@@ -88,6 +90,12 @@ backend "127.0.0.1:4322" {
 
   # Reserved for weighted placement; not used yet. Must be >= 1. Default 1.
   weight = 1
+
+  # Draining: no new sessions; its sessions move at their next turn
+  # boundary. Edit and send SIGHUP to rpcproxy to apply without a restart
+  # (a backend block removed from the file is drained the same way).
+  # Default false.
+  drain = false
 }
 
 # Pool: headless CLI servers the proxy starts and supervises itself, in

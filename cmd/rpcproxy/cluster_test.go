@@ -241,3 +241,55 @@ func TestServeSpawnWithoutCLI(t *testing.T) {
 		t.Fatalf("message: %q", out)
 	}
 }
+
+// SIGHUP re-reads the configuration: a backend marked drain = true takes no
+// new sessions and its sessions move off it at their next turn.
+func TestReloadDrainsBackend(t *testing.T) {
+	store := fakecli.NewStore()
+	var fakes []*fakecli.Server
+	for i := 0; i < 2; i++ {
+		f, err := fakecli.Listen("127.0.0.1:0", fakecli.Config{Name: fmt.Sprintf("cli-%d", i), Store: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fakes = append(fakes, f)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "rpcproxy.hcl")
+	write := func(drain bool) {
+		body := fmt.Sprintf("backend %q {}\nbackend %q { drain = %v }\n", fakes[0].Addr(), fakes[1].Addr(), drain)
+		if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(false)
+	listen := freeAddr(t)
+	p := startProcess(t, "serve", "--config", cfgPath, "--listen", listen)
+	p.waitLog(t, "rpcproxy listening", 1)
+	c := sdkClient(t, listen)
+	var onSecond []string
+	for i := 0; i < 16; i++ {
+		sid := fmt.Sprintf("reload-%d", i)
+		if call(t, c, "session.create", map[string]any{"sessionId": sid})["server"] == "cli-1" {
+			onSecond = append(onSecond, sid)
+		}
+		turnOn(t, c, sid, "first")
+	}
+	if len(onSecond) == 0 {
+		t.Fatal("no session on the second backend")
+	}
+	write(true)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitLog(t, "configuration reloaded", 1)
+	for _, sid := range onSecond {
+		turnOn(t, c, sid, "after reload")
+	}
+	p.waitLog(t, "session moved", len(onSecond))
+	for _, f := range fakes[1:] {
+		if n := len(f.Sessions()); n != 0 {
+			t.Fatalf("draining backend still holds %d sessions", n)
+		}
+	}
+	p.waitLog(t, "draining backend holds no sessions", 1)
+}

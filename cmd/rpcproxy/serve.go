@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -86,11 +87,16 @@ func serve(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return runProxy(ctx, cfg, log)
+	var reload func() (*config.Config, error)
+	if *configPath != "" {
+		reload = func() (*config.Config, error) { return loadConfig(*configPath, o) }
+	}
+	return runProxy(ctx, cfg, log, reload)
 }
 
-// runProxy runs the proxy until ctx ends, then shuts everything down in order.
-func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
+// runProxy runs the proxy until ctx ends, then shuts everything down in
+// order. reload, if set, re-reads the configuration on SIGHUP.
+func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload func() (*config.Config, error)) error {
 	if len(cfg.Backends) == 0 && cfg.Pool.Spawn == 0 && !cfg.Gossip.Enabled() {
 		return errors.New("no backends: give --backend ADDR, --spawn N, --join ADDR, or a config file with backend blocks, pool { spawn = N } or gossip")
 	}
@@ -133,10 +139,12 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		Logger:           log.Named("proxy"),
 	}, table, checker)
 
-	for _, b := range cfg.Backends {
-		if err := checker.Add(&router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token}); err != nil {
-			return err
-		}
+	static := newStaticBackends(checker, log)
+	if err := static.apply(cfg.Backends); err != nil {
+		return err
+	}
+	if reload != nil {
+		go static.reloadOnHangup(ctx, reload)
 	}
 
 	if cfg.Pool.Spawn > 0 {
@@ -226,5 +234,72 @@ func followPool(pool *localpool.Pool, slots []string, token string, checker *hea
 		if err := checker.Add(&router.Backend{Name: ev.Addr, Addr: ev.Addr, Token: token}); err != nil {
 			log.Warn("cannot add moved pool child", "error", err)
 		}
+	}
+}
+
+// staticBackends keeps the checker in step with the configuration's backend
+// blocks across reloads.
+type staticBackends struct {
+	checker *health.Checker
+	log     hclog.Logger
+	mu      sync.Mutex
+	current map[string]config.Backend
+}
+
+func newStaticBackends(checker *health.Checker, log hclog.Logger) *staticBackends {
+	return &staticBackends{checker: checker, log: log, current: map[string]config.Backend{}}
+}
+
+// apply adds new backends and sets each one's draining flag; a backend no
+// longer configured is drained (its sessions move at their next turn
+// boundary) rather than cut off.
+func (s *staticBackends) apply(backends []config.Backend) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := make(map[string]config.Backend, len(backends))
+	for _, b := range backends {
+		next[b.Address] = b
+		if _, ok := s.current[b.Address]; !ok {
+			if err := s.checker.Add(&router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token}); err != nil {
+				return err
+			}
+		}
+		if err := s.checker.SetDraining(b.Address, b.Drain); err != nil {
+			return err
+		}
+	}
+	for addr := range s.current {
+		if _, ok := next[addr]; !ok {
+			s.log.Info("backend removed from the configuration: draining it", "backend", addr)
+			_ = s.checker.SetDraining(addr, true)
+			next[addr] = config.Backend{Address: addr, Drain: true}
+		}
+	}
+	s.current = next
+	return nil
+}
+
+// reloadOnHangup re-reads the configuration on every SIGHUP until ctx ends.
+// A file that does not load or validate is logged and changes nothing.
+func (s *staticBackends) reloadOnHangup(ctx context.Context, reload func() (*config.Config, error)) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := reload()
+		if err != nil {
+			s.log.Warn("configuration reload failed; keeping the running one", "error", err)
+			continue
+		}
+		if err := s.apply(cfg.Backends); err != nil {
+			s.log.Warn("configuration reload: backends", "error", err)
+			continue
+		}
+		s.log.Info("configuration reloaded", "backends", len(cfg.Backends))
 	}
 }

@@ -170,6 +170,11 @@ type Backend struct {
 	// Weight is reserved for weighted placement and is not used yet; it must
 	// be at least 1. Default 1.
 	Weight int
+
+	// Drain marks the backend draining: it takes no new sessions and its
+	// sessions move at their next turn boundary. Change it and send SIGHUP
+	// to drain a server without a restart. Default false.
+	Drain bool
 }
 
 // Pool configures the managed local pool: headless Copilot CLI servers the

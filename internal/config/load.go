@@ -155,6 +155,7 @@ type fileBackend struct {
 	Address string  `hcl:"address,label"`
 	Token   *string `hcl:"token,optional"`
 	Weight  *int    `hcl:"weight,optional"`
+	Drain   *bool   `hcl:"drain,optional"`
 }
 
 type filePool struct {
@@ -220,6 +221,7 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 			b := Backend{Address: fb.Address, Weight: defaultBackendWeight}
 			set(&b.Token, fb.Token)
 			set(&b.Weight, fb.Weight)
+			set(&b.Drain, fb.Drain)
 			cfg.Backends = append(cfg.Backends, b)
 		}
 	}
