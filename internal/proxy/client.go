@@ -253,10 +253,37 @@ func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 		u.write(body)
 		return
 	}
-	// $/cancelRequest and other notifications without a session carry no
-	// route; a request id inside them would be the client's, which no
-	// backend knows, so they are dropped.
+	if string(m.Method.Of(body)) == "$/cancelRequest" {
+		c.forwardCancel(body)
+		return
+	}
+	// Other notifications without a session have no route.
 	c.log.Trace("dropping client notification without a session", "method", string(m.Method.Of(body)))
+}
+
+// forwardCancel passes a client's $/cancelRequest to the upstream where the
+// request it names is in flight, naming it by the id the proxy gave it.
+func (c *clientConn) forwardCancel(body []byte) {
+	var n struct {
+		Params struct {
+			ID json.RawMessage `json:"id"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(body, &n) != nil || len(n.Params.ID) == 0 {
+		return
+	}
+	c.mu.Lock()
+	ups := make([]*upstream, 0, len(c.upstreams))
+	for _, u := range c.upstreams {
+		ups = append(ups, u)
+	}
+	c.mu.Unlock()
+	for _, u := range ups {
+		if pid, ok := u.pendingID(n.Params.ID); ok {
+			u.write(cancelNotification(pid))
+			return
+		}
+	}
 }
 
 // handleResponse passes a client's answer to a server→client request back to

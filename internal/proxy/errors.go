@@ -93,3 +93,10 @@ func requestBody(id uint64, method string, params json.RawMessage) []byte {
 	}
 	return append(b, '}')
 }
+
+// cancelNotification builds the $/cancelRequest notification for an upstream id.
+func cancelNotification(id uint64) []byte {
+	nid := numericID(id)
+	b := append([]byte(`{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":`), nid.Bytes()...)
+	return append(b, "}}"...)
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -374,4 +375,17 @@ func (u *upstream) overdue(now time.Time, timeout time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// pendingID finds the upstream id of the client's request in flight with
+// the given client id.
+func (u *upstream) pendingID(clientID []byte) (uint64, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for id, p := range u.pending {
+		if p.own() && bytes.Equal(p.client.Bytes(), clientID) {
+			return id, true
+		}
+	}
+	return 0, false
 }
