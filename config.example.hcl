@@ -88,7 +88,8 @@ backend "127.0.0.1:4322" {
   # only when set. Default "".
   token = ""
 
-  # Reserved for weighted placement; not used yet. Must be >= 1. Default 1.
+  # Relative capacity: the backend owns about `weight` shares of the ring.
+  # 1 to 100. Default 1.
   weight = 1
 
   # Draining: no new sessions; its sessions move at their next turn
@@ -182,8 +183,8 @@ agent {
   # the advertised address. Default "".
   name = ""
 
-  # Relative capacity announced to proxies (reserved: placement does not use
-  # it yet). Must be >= 1. Default 1.
+  # Relative capacity announced to proxies, which give this server about
+  # `weight` shares of the ring. 1 to 100. Default 1.
   weight = 1
 
   # The CLI server's COPILOT_CONNECTION_TOKEN, for the agent's own checks.

@@ -260,7 +260,7 @@ func (s *staticBackends) apply(backends []config.Backend) error {
 	for _, b := range backends {
 		next[b.Address] = b
 		if _, ok := s.current[b.Address]; !ok {
-			if err := s.checker.Add(&router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token}); err != nil {
+			if err := s.checker.Add(&router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token, Weight: b.Weight}); err != nil {
 				return err
 			}
 		}

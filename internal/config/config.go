@@ -167,8 +167,9 @@ type Backend struct {
 	// `connect` only when non-empty. Never log it. Default "".
 	Token string
 
-	// Weight is reserved for weighted placement and is not used yet; it must
-	// be at least 1. Default 1.
+	// Weight is the backend's relative capacity: it owns about Weight
+	// shares of the ring (a backend of weight 2 gets about twice the
+	// sessions of one of weight 1). 1 to 100. Default 1.
 	Weight int
 
 	// Drain marks the backend draining: it takes no new sessions and its
@@ -281,8 +282,8 @@ type Agent struct {
 	// Empty means "agent-" plus the advertised address. Default "".
 	Name string
 
-	// Weight is the CLI server's relative capacity, announced to proxies
-	// (reserved: placement does not use it yet). Default 1.
+	// Weight is the CLI server's relative capacity, announced to proxies,
+	// which give it about Weight shares of the ring. 1 to 100. Default 1.
 	Weight int
 
 	// Token is the CLI server's COPILOT_CONNECTION_TOKEN, used by the

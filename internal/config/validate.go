@@ -77,8 +77,8 @@ func (c *Config) Validate() error {
 		if !v.address(field, b.Address, addrRules{requireHost: true}) {
 			continue
 		}
-		if b.Weight < 1 {
-			v.fail(field+".weight", "must be >= 1, got %d", b.Weight)
+		if b.Weight < 1 || b.Weight > 100 {
+			v.fail(field+".weight", "must be 1 to 100, got %d", b.Weight)
 		}
 		key := addressKey(b.Address)
 		if first, dup := seen[key]; dup {
@@ -241,8 +241,8 @@ func (v *validator) agent(a Agent) {
 	if a.Advertise != "" {
 		v.address("agent.advertise", a.Advertise, addrRules{requireHost: true})
 	}
-	if a.Weight < 1 {
-		v.fail("agent.weight", "must be >= 1, got %d", a.Weight)
+	if a.Weight < 1 || a.Weight > 100 {
+		v.fail("agent.weight", "must be 1 to 100, got %d", a.Weight)
 	}
 	if a.DrainTimeout < 0 {
 		v.fail("agent.drain_timeout", "must be >= 0, got %s", a.DrainTimeout)

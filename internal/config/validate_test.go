@@ -105,7 +105,8 @@ func TestValidateBad(t *testing.T) {
 		{"backend without port", func(c *Config) { c.Backends = []Backend{{Address: "h", Weight: 1}} }, `backend "h"`, "missing port"},
 		{"backend port zero", func(c *Config) { c.Backends = []Backend{{Address: "h:0", Weight: 1}} }, `backend "h:0"`, "from 1 to 65535"},
 		{"backend port too big", func(c *Config) { c.Backends = []Backend{{Address: "h:70000", Weight: 1}} }, `backend "h:70000"`, "from 1 to 65535"},
-		{"backend weight zero", func(c *Config) { c.Backends = []Backend{{Address: "h:1"}} }, `backend "h:1".weight`, "must be >= 1"},
+		{"backend weight zero", func(c *Config) { c.Backends = []Backend{{Address: "h:1"}} }, `backend "h:1".weight`, "must be 1 to 100"},
+		{"backend weight over 100", func(c *Config) { c.Backends = []Backend{{Address: "h:1", Weight: 101}} }, `backend "h:1".weight`, "must be 1 to 100"},
 		{"duplicate backend", func(c *Config) {
 			c.Backends = []Backend{{Address: "h:1", Weight: 1}, {Address: "h:2", Weight: 1}, {Address: "h:1", Weight: 1}}
 		}, `backend "h:1"`, `duplicate backend address (same as "h:1")`},

@@ -17,7 +17,13 @@ type Backend struct {
 	Addr string
 	// Token is sent in the upstream connect handshake when not empty.
 	Token string
+	// Weight is the backend's relative capacity: it owns about Weight
+	// shares of the ring. Zero means 1.
+	Weight int
 }
+
+// MaxWeight bounds a backend's weight (and so the ring's size).
+const MaxWeight = 100
 
 // RingConfig tunes the consistent hash with bounded load.
 type RingConfig struct {
@@ -78,11 +84,20 @@ func NewRing(backends []*Backend, cfg RingConfig) (*Ring, error) {
 	if len(sorted) == 0 {
 		return r, nil
 	}
-	members := make([]consistent.Member, len(sorted))
+	// A backend of weight w takes part as w members (its name, then its name
+	// with a NUL byte and k, for k = 2..w), so it owns about w shares of the partitions.
+	var members []consistent.Member
 	index := make(map[string]uint16, len(sorted))
 	for i, b := range sorted {
-		members[i] = member(b.Name)
-		index[b.Name] = uint16(i)
+		w := min(max(b.Weight, 1), MaxWeight)
+		for k := 1; k <= w; k++ {
+			name := b.Name
+			if k > 1 {
+				name = fmt.Sprintf("%s\x00%d", b.Name, k)
+			}
+			members = append(members, member(name))
+			index[name] = uint16(i)
+		}
 	}
 	c := consistent.New(members, consistent.Config{
 		Hasher:            hasher{},

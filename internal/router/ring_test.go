@@ -103,3 +103,23 @@ func BenchmarkRingLookup(b *testing.B) {
 		r.Lookup(k)
 	}
 }
+
+// A backend of weight 2 owns about twice the share of one of weight 1.
+func TestRingWeights(t *testing.T) {
+	bs := backends("a:1", "b:1", "c:1")
+	bs[2].Weight = 2
+	r, err := NewRing(bs, RingConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	const n = 40000
+	for i := 0; i < n; i++ {
+		counts[r.Lookup([]byte(fmt.Sprintf("w-%d", i))).Name]++
+	}
+	share := float64(counts["c:1"]) / n
+	t.Logf("shares: %v", counts)
+	if share < 0.40 || share > 0.60 {
+		t.Fatalf("weight-2 backend got %.2f of the keys, want about 0.5", share)
+	}
+}
