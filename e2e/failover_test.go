@@ -88,11 +88,14 @@ func TestGoSDKFailoverOnBackendKill(t *testing.T) {
 
 // TestGoSDKFailoverOnBackendFreeze: the backend holding the most sessions is
 // frozen with SIGSTOP (its sockets stay open, it answers nothing: a hung
-// server, which only the active health checks can tell). Once the proxy has
-// marked it down, every session's next turn on the same SDK session objects
-// is answered elsewhere with its whole history. Thawed, the backend comes
-// back: new sessions land on it again, and the sessions that left it move
-// back at their next turn, history intact.
+// server, which only the active health checks can tell). A turn sent at
+// once waits on it until the proxy marks it down, then fails with the
+// proxy's retryable -32030. After that every session's next turn on the
+// same SDK session objects (that one's retry included) is answered
+// elsewhere with its whole history. Thawed, the backend comes back: new
+// sessions land on it again, the sessions that left it move back at their
+// next turn, history intact, and no turn ran twice (the thawed server did
+// not run the send it held while frozen).
 func TestGoSDKFailoverOnBackendFreeze(t *testing.T) {
 	if harness.Direct() {
 		t.Skip("failover needs the proxy (E2E_DIRECT is set)")
@@ -103,6 +106,8 @@ func TestGoSDKFailoverOnBackendFreeze(t *testing.T) {
 	sessions := createSessions(t, c, client, "go-freeze-%d", n)
 	expectTurns(t, sessions, 1)
 	victim, holder, displaced := busiestBackend(t, c, sessions)
+	early := sessions[slices.Index(sessionIDs(sessions), displaced[0])]
+	completions := c.Stub.Stats().Completions
 
 	since := len(c.Proxy.StateChanges())
 	t.Logf("freezing %s (%s), holder of %v", victim.Name, victim.Addr, displaced)
@@ -113,8 +118,21 @@ func TestGoSDKFailoverOnBackendFreeze(t *testing.T) {
 	// thawed even when the test fails before it does.
 	t.Cleanup(victim.Proc.Thaw)
 	frozeAt := time.Now()
+	// Sent long before the checks can notice (fall × interval): the proxy
+	// forwards it to the frozen server.
+	earlyErr := make(chan error, 1)
+	go func() { earlyErr <- turnNo(early, 2) }()
 	waitBackendState(t, c.Proxy, victim, "down", since)
 	t.Logf("rpcproxy marked %s down %v after SIGSTOP", victim.Name, time.Since(frozeAt).Round(time.Millisecond))
+	select {
+	case err := <-earlyErr:
+		if err == nil || !strings.Contains(err.Error(), "JSON-RPC Error -32030") {
+			t.Fatalf("a turn sent to the frozen %s ended with %v, want the proxy's error -32030 once it is marked down", victim.Name, err)
+		}
+		t.Logf("turn sent at once: %v", err)
+	case <-time.After(callTimeout):
+		t.Fatalf("a turn sent to the frozen %s is still waiting %v after it was marked down", victim.Name, callTimeout)
+	}
 
 	movesBefore := len(c.Proxy.Moves())
 	expectTurns(t, sessions, 2)
@@ -130,11 +148,16 @@ func TestGoSDKFailoverOnBackendFreeze(t *testing.T) {
 	waitBackendState(t, c.Proxy, victim, "up", since)
 	t.Logf("rpcproxy marked %s up %v after SIGCONT", victim.Name, time.Since(thawedAt).Round(time.Millisecond))
 
-	expectNewSessionsOn(t, c, client, victim, "go-freeze-back-%d")
+	added := expectNewSessionsOn(t, c, client, victim, "go-freeze-back-%d")
 	movesBefore = len(c.Proxy.Moves())
 	expectTurns(t, sessions, 3)
 	checkReturnMoves(t, c, c.Proxy.Moves()[movesBefore:], holder, displaced, victim.Addr)
 	checkHistories(t, sessions, 3)
+	// One completion per turn answered: turns 2 and 3 of each session and
+	// the new sessions' first.
+	if got, want := c.Stub.Stats().Completions-completions, int64(2*n+added); got != want {
+		t.Errorf("model stub answered %d completions since the freeze, want %d: a turn ran twice or not at all", got, want)
+	}
 }
 
 // TestGoSDKBackendRestartedOnSamePort: the backend holding the most sessions
@@ -372,8 +395,9 @@ func currentBackend(p *harness.Proxy, id string) string {
 // expectNewSessionsOn creates sessions (format with %d) with a turn each on
 // client until the proxy has placed at least one on b: 12, then up to 12
 // more one at a time (the ring decides; with three backends twelve miss one
-// about once in a hundred runs). Every turn is answered.
-func expectNewSessionsOn(t *testing.T, c *harness.Cluster, client *copilot.Client, b *harness.CLIServer, format string) {
+// about once in a hundred runs). Every turn is answered. It returns the
+// number of sessions created.
+func expectNewSessionsOn(t *testing.T, c *harness.Cluster, client *copilot.Client, b *harness.CLIServer, format string) int {
 	t.Helper()
 	const first, most = 12, 24
 	sessions := createSessions(t, c, client, format, first)
@@ -402,4 +426,5 @@ func expectNewSessionsOn(t *testing.T, c *harness.Cluster, client *copilot.Clien
 	if count[b.Addr] == 0 {
 		t.Errorf("none of %d new sessions was placed on %s (%s), which is up again", len(sessions), b.Name, b.Addr)
 	}
+	return len(sessions)
 }
