@@ -29,7 +29,14 @@ const (
 // table follows the results.
 func BenchmarkFailover(b *testing.B) {
 	bins := buildBinaries(b)
-	var rows []failoverRow
+	// Every iteration of every repetition (-count), per scenario, for the
+	// summary: with -count the sub-benchmarks repeat inside one run of this.
+	type scenario struct {
+		sc signalCase
+		hs healthSettings
+	}
+	var order []scenario
+	all := map[scenario][]failoverResult{}
 	for _, sc := range []signalCase{sigkill, sigstop} {
 		for _, hs := range []healthSettings{defaultHealth, tunedHealth} {
 			b.Run(sc.name+"/"+hs.name, func(b *testing.B) {
@@ -42,15 +49,18 @@ func BenchmarkFailover(b *testing.B) {
 					}
 					results = append(results, r)
 				}
-				row := summarize(sc, hs, results)
-				row.report(b)
-				rows = append(rows, row)
+				summarize(sc, hs, results).report(b)
+				key := scenario{sc, hs}
+				if _, seen := all[key]; !seen {
+					order = append(order, key)
+				}
+				all[key] = append(all[key], results...)
 			})
 		}
 	}
-	var shares *shareRow
+	var shares shareRow
 	b.Run("moved-share", func(b *testing.B) {
-		row := shareRow{}
+		var row shareRow
 		for b.Loop() {
 			ring, err := ringShare(ringKeys)
 			if err != nil {
@@ -66,23 +76,28 @@ func BenchmarkFailover(b *testing.B) {
 			row.proxy = append(row.proxy, prox)
 		}
 		row.report(b)
-		shares = &row
+		shares.ring = append(shares.ring, row.ring...)
+		shares.proxy = append(shares.proxy, row.proxy...)
 	})
+	var rows []failoverRow
+	for _, key := range order {
+		rows = append(rows, summarize(key.sc, key.hs, all[key]))
+	}
 	printSummary(os.Stdout, rows, shares)
 }
 
-// failoverRow is the medians of one failover sub-benchmark.
+// failoverRow is the medians of one failover scenario.
 type failoverRow struct {
 	signal                             signalCase
 	health                             healthSettings
-	runs                               int
+	iterations                         int
 	down, firstReply, answered, idle   time.Duration
-	up                                 time.Duration
-	retries, lost, staleTurns, retried float64 // retries: median; lost, staleTurns: totals; retried: runs with retries
+	maxAnswered, up                    time.Duration
+	retries, lost, staleTurns, retried float64 // retries: median; lost, staleTurns: totals; retried: iterations with retries
 }
 
 func summarize(sc signalCase, hs healthSettings, rs []failoverResult) failoverRow {
-	row := failoverRow{signal: sc, health: hs, runs: len(rs)}
+	row := failoverRow{signal: sc, health: hs, iterations: len(rs)}
 	pick := func(f func(failoverResult) time.Duration) time.Duration {
 		ds := make([]time.Duration, len(rs))
 		for i, r := range rs {
@@ -94,6 +109,9 @@ func summarize(sc signalCase, hs healthSettings, rs []failoverResult) failoverRo
 	row.firstReply = pick(func(r failoverResult) time.Duration { return r.firstReply })
 	row.answered = pick(func(r failoverResult) time.Duration { return r.answered })
 	row.idle = pick(func(r failoverResult) time.Duration { return r.idle })
+	for _, r := range rs {
+		row.maxAnswered = max(row.maxAnswered, r.answered)
+	}
 	row.up = pick(func(r failoverResult) time.Duration { return r.up })
 	retries := make([]float64, len(rs))
 	for i, r := range rs {
@@ -160,26 +178,26 @@ func expectedDown(sc signalCase, hs healthSettings) string {
 	return fmt.Sprintf("%v–%v", lo, lo+hs.interval)
 }
 
-func printSummary(w io.Writer, rows []failoverRow, shares *shareRow) {
+func printSummary(w io.Writer, rows []failoverRow, shares shareRow) {
 	if len(rows) > 0 {
-		fmt.Fprintln(w, "\nfailover, medians (times from the signal; the displaced session's next turn):")
+		fmt.Fprintln(w, "\nfailover, medians over all iterations (times from the signal, for the displaced session's next turn):")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "signal\thealth\truns\tdown\texpected down\tfirst reply\tanswered\tturn idle\tretries\truns retried\tlost\tSIGCONT→up\tstale turns\t")
+		fmt.Fprintln(tw, "signal\thealth\titerations\tdown\texpected down\tfirst reply\tanswered\t(max)\tturn idle\tretries\tretried\tlost\tSIGCONT→up\tstale turns\t")
 		for _, r := range rows {
 			up, stale := "-", "-"
 			if r.signal.sig == sigstop.sig {
 				up, stale = ms(r.up), fmt.Sprint(r.staleTurns)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%g\t%g\t%g\t%s\t%s\t\n",
-				r.signal.name, fmt.Sprintf("%v/%v", r.health.interval, r.health.timeout), r.runs,
-				ms(r.down), expectedDown(r.signal, r.health), ms(r.firstReply), ms(r.answered), ms(r.idle),
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%g\t%g\t%g\t%s\t%s\t\n",
+				r.signal.name, fmt.Sprintf("%v/%v", r.health.interval, r.health.timeout), r.iterations,
+				ms(r.down), expectedDown(r.signal, r.health), ms(r.firstReply), ms(r.answered), ms(r.maxAnswered), ms(r.idle),
 				r.retries, r.retried, r.lost, up, stale)
 		}
 		tw.Flush()
 	}
-	if shares != nil && len(shares.proxy) > 0 {
+	if len(shares.proxy) > 0 {
 		ring, ringOld, prox, proxOld := shares.medians()
-		fmt.Fprintf(w, "\nadding a 4th backend to 3, medians over %d runs (ideal: 0.250 moved, all to the new backend):\n", len(shares.proxy))
+		fmt.Fprintf(w, "\nadding a 4th backend to 3, medians over %d iterations (ideal: 0.250 moved, all to the new backend):\n", len(shares.proxy))
 		fmt.Fprintf(w, "  ring, %d random IDs:        moved %.3f, of which between old backends %.3f\n", ringKeys, ring, ringOld)
 		fmt.Fprintf(w, "  proxy, %d live sessions:     moved %.3f, of which between old backends %.3f\n", shareSessions, prox, proxOld)
 	}

@@ -91,6 +91,7 @@ func runFailover(tb testing.TB, bins binaries, sc signalCase, hs healthSettings)
 		tb.Fatalf("%s/%s: %s\nrpcproxy log (tail):\n%s", sc.name, hs.name, fmt.Sprintf(format, args...), c.proxy.out.tail(30))
 	}
 	cl := c.client(tb)
+	defer cl.Close()
 	r := failoverResult{signal: sc.name, health: hs.name, sessions: sessionsPerRun}
 
 	holder := map[string]string{}
