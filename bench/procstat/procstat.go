@@ -148,3 +148,55 @@ func Utilization(before, after MachineCPU) float64 {
 	}
 	return float64(busy) / float64(busy+idle)
 }
+
+// IO is a process's system-call I/O so far, from /proc/<pid>/io: every
+// read and write call, sockets included.
+type IO struct {
+	// ReadCalls and WriteCalls count read- and write-family system calls.
+	ReadCalls, WriteCalls uint64
+	// ReadBytes and WriteBytes are the bytes they moved.
+	ReadBytes, WriteBytes uint64
+}
+
+// ReadIO reads /proc/<pid>/io (the bench runs as the processes' owner).
+func ReadIO(pid int) (IO, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return IO{}, fmt.Errorf("procstat: %w", err)
+	}
+	return parseIO(b)
+}
+
+func parseIO(b []byte) (IO, error) {
+	var io IO
+	seen := 0
+	for line := range bytes.Lines(b) {
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch string(name) {
+		case "syscr":
+			dst = &io.ReadCalls
+		case "syscw":
+			dst = &io.WriteCalls
+		case "rchar":
+			dst = &io.ReadBytes
+		case "wchar":
+			dst = &io.WriteBytes
+		default:
+			continue
+		}
+		n, err := strconv.ParseUint(string(bytes.TrimSpace(value)), 10, 64)
+		if err != nil {
+			return IO{}, fmt.Errorf("%w: %s", ErrFormat, bytes.TrimSpace(line))
+		}
+		*dst = n
+		seen++
+	}
+	if seen != 4 {
+		return IO{}, fmt.Errorf("%w: io has %d of rchar/wchar/syscr/syscw", ErrFormat, seen)
+	}
+	return io, nil
+}

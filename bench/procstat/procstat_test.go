@@ -73,3 +73,16 @@ func TestSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseIO(t *testing.T) {
+	got, err := parseIO([]byte("rchar: 6976\nwchar: 12\nsyscr: 10\nsyscw: 3\nread_bytes: 0\nwrite_bytes: 0\ncancelled_write_bytes: 0\n"))
+	if err != nil || got != (IO{ReadCalls: 10, WriteCalls: 3, ReadBytes: 6976, WriteBytes: 12}) {
+		t.Fatalf("parseIO = %+v, %v", got, err)
+	}
+	if _, err := parseIO([]byte("rchar: 1\n")); !errors.Is(err, ErrFormat) {
+		t.Errorf("partial io: %v", err)
+	}
+	if _, err := ReadIO(os.Getpid()); err != nil {
+		t.Skipf("no /proc/self/io here: %v", err)
+	}
+}

@@ -1,0 +1,272 @@
+// Command benchrun is the load bench of rpcproxy (make bench runs it through
+// bench/run.sh). It starts fake CLI servers as processes, plays the same
+// SDK-like load directly against them, through rpcproxy and through HAProxy
+// in TCP mode, alternating modes over several repetitions, measures the
+// proxy process from /proc, and writes bench/results/<timestamp>.{md,json,svg}
+// and bench/results/latest.md.
+//
+//	benchrun [--bin bin] [--haproxy PATH] [--reps 3] [--scale 1] [--scenarios LIST] [--micro FILE]
+//
+// `benchrun stub-backend` is the minimal backend used for the idle
+// measurement.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rpcproxy/rpcproxy/bench/loadgen"
+	"github.com/rpcproxy/rpcproxy/bench/report"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "stub-backend" {
+		os.Exit(stubMain(os.Args[2:]))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// bench is one bench run's settings and scratch space.
+type bench struct {
+	rpcproxy, fakecli, haproxy string
+	backends, reps             int
+	events                     int
+	sizes                      []int
+	modes                      []string
+	scratch                    string // logs and generated configs
+	nofile                     uint64 // open files limit
+	profileDir                 string // proxyprof profiles, when set
+	log                        io.Writer
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// Scenario names accepted by --scenarios, besides the report's.
+const scenarioIdle = "idle"
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
+	bin := fs.String("bin", "bin", "directory holding the rpcproxy and fakecli binaries")
+	haproxy := fs.String("haproxy", "haproxy", `HAProxy executable ("" skips the haproxy mode)`)
+	out := fs.String("out", "bench/results", "directory for the results")
+	backends := fs.Int("backends", 3, "fake CLI server processes")
+	reps := fs.Int("reps", 3, "repetitions of every mode in every scenario")
+	scale := fs.Float64("scale", 1, "multiplies every window and warm-up (0.2 for a quick look)")
+	scenarios := fs.String("scenarios", strings.Join([]string{report.ScenarioThroughput, report.ScenarioLone, report.ScenarioConcurrent, scenarioIdle}, ","),
+		"scenarios to run, in order")
+	events := fs.Int("events", loadgen.DefaultEventsPerTurn, "session.event notifications per turn")
+	sizes := fs.String("event-sizes", joinInts(loadgen.DefaultEventSizes), "delta sizes in bytes, cycled")
+	idleConns := fs.Int("idle-conns", 10000, "idle client connections (lowered to fit the open files limit)")
+	think := fs.Duration("think", 2*time.Second, "mean think time of the 1,000-session scenario")
+	loneThink := fs.Duration("lone-think", 0, "mean think time of the lone session")
+	micro := fs.String("micro", "", "`go test -bench -benchmem` output to include")
+	proxyBin := fs.String("rpcproxy", "", "proxy binary to test (default: <bin>/rpcproxy; bin/proxyprof for profiles)")
+	profileDir := fs.String("profile-dir", "", "with --rpcproxy bin/proxyprof: write CPU and heap profiles of every proxy run here")
+	modes := fs.String("modes", "", "modes to run, in order (default: direct,rpcproxy,haproxy)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sz, err := parseInts(*sizes)
+	if err != nil {
+		return err
+	}
+	b := &bench{
+		rpcproxy: filepath.Join(*bin, "rpcproxy"), fakecli: filepath.Join(*bin, "fakecli"),
+		backends: *backends, reps: *reps, events: *events, sizes: sz, log: os.Stderr,
+		modes: []string{report.ModeDirect, report.ModeRPCProxy},
+	}
+	if *proxyBin != "" {
+		b.rpcproxy = *proxyBin
+	}
+	b.profileDir = *profileDir
+	for _, p := range []string{b.rpcproxy, b.fakecli} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%w (build it first: make build)", err)
+		}
+	}
+	if *haproxy != "" {
+		path, err := exec.LookPath(*haproxy)
+		if err != nil {
+			b.logf("HAProxy not found (%v): the haproxy mode is skipped", err)
+		} else {
+			b.haproxy = path
+			b.modes = append(b.modes, report.ModeHAProxy)
+		}
+	}
+	if *modes != "" {
+		var chosen []string
+		for _, m := range strings.Split(*modes, ",") {
+			m = strings.TrimSpace(m)
+			if m == report.ModeHAProxy && b.haproxy == "" {
+				return errors.New("haproxy mode asked for but HAProxy is not installed")
+			}
+			if m != report.ModeDirect && m != report.ModeRPCProxy && m != report.ModeHAProxy {
+				return fmt.Errorf("unknown mode %q", m)
+			}
+			chosen = append(chosen, m)
+		}
+		b.modes = chosen
+	}
+
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	b.scratch = filepath.Join(*out, "tmp", stamp)
+	if err := os.MkdirAll(b.scratch, 0o755); err != nil {
+		return err
+	}
+	machine := machineInfo(b.haproxy)
+	b.nofile = machine.NoFile
+	rep := &report.Report{
+		Timestamp: stamp,
+		Machine:   machine,
+		Settings: report.Settings{Backends: b.backends, Reps: b.reps, EventsPerTurn: b.events, EventSizes: b.sizes,
+			ProxyCommand: b.rpcproxy + " serve --listen 127.0.0.1:PORT --backend … --log-level warn"},
+	}
+	b.logf("bench %s: modes %v, %d repetitions, %d backends; logs in %s", stamp, b.modes, b.reps, b.backends, b.scratch)
+
+	dur := func(d time.Duration) time.Duration { return time.Duration(float64(d) * *scale).Round(time.Millisecond) }
+	all := map[string]scenario{
+		report.ScenarioThroughput: {
+			name: report.ScenarioThroughput, title: "saturating throughput (16 connections × 8 sessions, no think time)",
+			desc:  "Every session plays turns back to back: the machine is saturated and the figures are capacity.",
+			conns: 16, sessions: 8, window: dur(15 * time.Second), warmup: dur(2 * time.Second), pings: 1, getMsgs: 25,
+		},
+		report.ScenarioLone: {
+			name: report.ScenarioLone, title: "a lone session doing sequential turns",
+			desc:  "One connection, one session, turns back to back: the latency a proxy adds to one turn when nothing queues.",
+			conns: 1, sessions: 1, think: *loneThink, window: dur(6 * time.Second), warmup: dur(time.Second), pings: 1, getMsgs: 25,
+		},
+		report.ScenarioConcurrent: {
+			name: report.ScenarioConcurrent, title: fmt.Sprintf("1,000 concurrent sessions (100 connections × 10 sessions, think time %v)", *think),
+			desc:  "Many sessions at a moderate rate (the machine is not saturated): the tail latency a proxy adds.",
+			conns: 100, sessions: 10, think: *think, window: dur(12 * time.Second), warmup: dur(3 * time.Second), pings: 1, getMsgs: 25,
+		},
+	}
+	for _, name := range strings.Split(*scenarios, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if name == scenarioIdle {
+			n := idleCount(*idleConns, rep.Machine.NoFile)
+			if n < *idleConns {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("idle connections lowered from %d to %d: the open files limit is %d "+
+					"and the proxy holds two descriptors per idle client (client + upstream)", *idleConns, n, rep.Machine.NoFile))
+			}
+			b.logf("idle: %d connections", n)
+			idle, err := b.runIdle(ctx, n)
+			if err != nil {
+				return fmt.Errorf("idle: %w", err)
+			}
+			b.logf("  idle: RSS %s -> %s, %.1f KiB per connection", report.MiB(idle.RSSBefore), report.MiB(idle.RSSAfter), idle.PerConnBytes/1024)
+			rep.Idle = idle
+			continue
+		}
+		s, ok := all[name]
+		if !ok {
+			return fmt.Errorf("unknown scenario %q", name)
+		}
+		b.logf("scenario %s: %s", s.name, s.title)
+		res, err := b.runScenario(ctx, s)
+		if err != nil {
+			return err
+		}
+		rep.Scenarios = append(rep.Scenarios, res)
+	}
+	if *micro != "" {
+		f, err := os.Open(*micro)
+		if err != nil {
+			return err
+		}
+		rep.Micro, err = report.ParseMicro(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	rep.Evaluate()
+	return writeReport(rep, *out, b)
+}
+
+// idleCount fits the idle connections to the open files limit: the proxy
+// needs two descriptors per client, plus a margin.
+func idleCount(want int, nofile uint64) int {
+	if nofile == 0 {
+		return want
+	}
+	return max(0, min(want, (int(min(nofile, 1<<30))-512)/2))
+}
+
+// writeReport writes <stamp>.md, .json, .svg and latest.md (a copy of the
+// newest Markdown) into dir.
+func writeReport(rep *report.Report, dir string, b *bench) error {
+	base := filepath.Join(dir, rep.Timestamp)
+	svgName := rep.Timestamp + ".svg"
+	var md strings.Builder
+	if err := rep.WriteMarkdown(&md, svgName); err != nil {
+		return err
+	}
+	var svg strings.Builder
+	if err := rep.WriteSVG(&svg); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{
+		base + ".md": []byte(md.String()), base + ".svg": []byte(svg.String()), base + ".json": append(js, '\n'),
+		filepath.Join(dir, "latest.md"): []byte(md.String()),
+	} {
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			return err
+		}
+	}
+	b.logf("wrote %s.{md,json,svg} and %s", base, filepath.Join(dir, "latest.md"))
+	fmt.Println(md.String())
+	return nil
+}
+
+func joinInts(v []int) string {
+	parts := make([]string, len(v))
+	for i, n := range v {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad size %q", f)
+		}
+		out = append(out, n)
+	}
+	if slices.Contains(out, 0) && len(out) == 1 {
+		return nil, errors.New("event sizes: give at least one non-zero size")
+	}
+	return out, nil
+}

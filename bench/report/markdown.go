@@ -1,0 +1,177 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteMarkdown writes the report for people; chart is the SVG's file name
+// relative to the Markdown file ("" for none).
+func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+
+	p("# rpcproxy load bench, %s\n\n", r.Timestamp)
+	m := r.Machine
+	p("Machine: %d × %s, Linux %s, %s, HAProxy %s, %d MiB memory, open files limit %d.\n\n",
+		m.NProc, orNA(m.CPUModel), orNA(m.Kernel), orNA(m.GoVersion), orNA(m.HAProxyVersion), m.MemTotalMiB, m.NoFile)
+	p("The load generator, %d fake CLI backends (`cmd/fakecli`, separate processes, %d events per turn, deltas of %s bytes) "+
+		"and the proxy under test all share this machine's %d cores, so a mode that costs more CPU also takes it from the "+
+		"backends and the generator. Every figure is the median over %d repetitions; modes alternate "+
+		"(direct, rpcproxy, haproxy, direct, …). Latencies are measured by the generator: request = write of a request to "+
+		"read of its answer; turn = write of `session.send` to read of `session.idle`.\n\n",
+		r.Settings.Backends, r.Settings.EventsPerTurn, intsRange(r.Settings.EventSizes), m.NProc, r.Settings.Reps)
+
+	p("## Budget\n\n| what | target | measured | status |\n|---|---|---|---|\n")
+	for _, c := range r.Budget {
+		status := c.Status
+		switch status {
+		case "met":
+			status = "**met**"
+		case "missed":
+			status = "**MISSED**"
+		}
+		p("| %s | %s | %s | %s |\n", c.What, c.Target, c.Measured, status)
+	}
+	p("\n")
+	if chart != "" {
+		p("![latency distributions](%s)\n\n", chart)
+	}
+
+	for i, s := range r.Scenarios {
+		l := s.Load
+		p("## Scenario %c: %s\n\n", 'a'+i, s.Title)
+		think := "no think time"
+		if l.ThinkMs > 0 {
+			think = fmt.Sprintf("think time %s mean", Micros(l.ThinkMs*1000))
+		}
+		p("%d connection(s) × %d session(s), %s, %.0f s window after %.0f s warm-up; each turn followed by %d ping(s), "+
+			"a `session.getMessages` every %d turns. %s\n\n",
+			l.Conns, l.SessionsPerConn, think, l.WindowSec, l.WarmupSec, l.PingsPerTurn, l.GetMessagesEvery, s.Description)
+		p("| mode | turns/s | frames/s | MB/s | req p50 | req p99 | req p99.9 | turn p50 | turn p99 | proxy CPU s / 10k frames | proxy syscalls / frame | proxy peak RSS | machine busy |\n")
+		p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, ms := range s.Modes {
+			md := ms.Median
+			cpu, sys, rss := "—", "—", "—"
+			if ms.Mode != ModeDirect {
+				cpu = fmt.Sprintf("%.3f", md.ProxyCPUPer10kFrames)
+				if md.ProxySyscallsPerFrame > 0 {
+					sys = fmt.Sprintf("%.2f", md.ProxySyscallsPerFrame)
+				}
+				rss = MiB(md.ProxyPeakRSS)
+			}
+			p("| %s | %.0f | %.0f | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |\n", ms.Mode,
+				md.TurnsPerSec, md.FramesPerSec, md.MBPerSec, Micros(md.ReqP50), Micros(md.ReqP99), Micros(md.ReqP999),
+				Micros(md.TurnP50), Micros(md.TurnP99), cpu, sys, rss, md.MachineBusy*100)
+		}
+		p("\n")
+		d, rp, ha := s.Mode(ModeDirect), s.Mode(ModeRPCProxy), s.Mode(ModeHAProxy)
+		if d != nil && rp != nil {
+			p("- rpcproxy / direct: turns/s ×%.3f, frames/s ×%.3f; added latency: request p50 %+.0f µs, p99 %+.0f µs, "+
+				"p99.9 %+.0f µs; turn p50 %+.0f µs, p99 %+.0f µs.\n",
+				ratio(rp.Median.TurnsPerSec, d.Median.TurnsPerSec), ratio(rp.Median.FramesPerSec, d.Median.FramesPerSec),
+				rp.Median.ReqP50-d.Median.ReqP50, rp.Median.ReqP99-d.Median.ReqP99, rp.Median.ReqP999-d.Median.ReqP999,
+				rp.Median.TurnP50-d.Median.TurnP50, rp.Median.TurnP99-d.Median.TurnP99)
+		}
+		if ha != nil && rp != nil {
+			p("- rpcproxy / haproxy: turns/s ×%.3f; proxy CPU per 10k frames ×%.2f; peak RSS ×%.1f; "+
+				"added latency vs haproxy: request p99 %+.0f µs, turn p50 %+.0f µs.\n",
+				ratio(rp.Median.TurnsPerSec, ha.Median.TurnsPerSec),
+				ratio(rp.Median.ProxyCPUPer10kFrames, ha.Median.ProxyCPUPer10kFrames),
+				ratio(float64(rp.Median.ProxyPeakRSS), float64(ha.Median.ProxyPeakRSS)),
+				rp.Median.ReqP99-ha.Median.ReqP99, rp.Median.TurnP50-ha.Median.TurnP50)
+		}
+		for _, ms := range s.Modes {
+			if ms.Median.Lifecycle > 0 && ms.Median.Turns > 0 {
+				p("- %s: %.1f session.lifecycle notifications per turn reached the clients", ms.Mode,
+					float64(ms.Median.Lifecycle)/float64(ms.Median.Turns))
+				p(".\n")
+			}
+		}
+		for _, ms := range s.Modes {
+			if ms.Failed > 0 {
+				p("- **%s: %d repetition(s) had failures** (bad turns %d, error answers %d): %s\n", ms.Mode, ms.Failed,
+					ms.Median.BadTurns, ms.Median.ErrorAnswers, strings.Join(first(ms.Median.Failures, 3), "; "))
+			}
+		}
+		p("\n<details><summary>every run</summary>\n\n")
+		p("| # | mode | turns/s | frames/s | req p50 | req p99 | turn p50 | turn p99 | proxy CPU s | backends CPU s | generator CPU s | others' CPU s | machine busy |\n")
+		p("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for j, run := range s.Runs {
+			p("| %d | %s | %.0f | %.0f | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", j+1, run.Mode,
+				run.TurnsPerSec, run.FramesPerSec, Micros(run.ReqP50), Micros(run.ReqP99), Micros(run.TurnP50), Micros(run.TurnP99),
+				run.ProxyCPUSec, run.BackendCPUSec, run.GeneratorCPUSec, run.OtherCPUSec, run.MachineBusy*100)
+		}
+		p("\n</details>\n\n")
+	}
+
+	if id := r.Idle; id != nil {
+		p("## Idle client connections\n\n")
+		p("%d SDK connections, each after `connect` and one `session.create` (so the proxy also holds one upstream "+
+			"connection per client), against %s. Proxy RSS %s before, %s after (peak %s), %d still open: "+
+			"**%.1f KiB per idle connection** (setup %.1f s).",
+			id.Conns, id.Backend, MiB(id.RSSBefore), MiB(id.RSSAfter), MiB(id.PeakAfter), id.Alive, id.PerConnBytes/1024, id.SetupSec)
+		if id.Note != "" {
+			p(" %s", id.Note)
+		}
+		p("\n\n")
+	}
+
+	if len(r.Micro) > 0 {
+		p("## Micro-benchmarks\n\n| benchmark | ns/op | MB/s | B/op | allocs/op |\n|---|--:|--:|--:|--:|\n")
+		for _, mb := range r.Micro {
+			mbs := ""
+			if mb.MBPerSec > 0 {
+				mbs = fmt.Sprintf("%.0f", mb.MBPerSec)
+			}
+			p("| %s | %.1f | %s | %.0f | %.0f |\n", mb.Name, mb.NsPerOp, mbs, mb.BytesPerOp, mb.AllocsPerOp)
+		}
+		p("\n")
+	}
+	if len(r.Notes) > 0 {
+		p("## Notes\n\n")
+		for _, n := range r.Notes {
+			p("- %s\n", n)
+		}
+		p("\n")
+	}
+	p("Columns are explained in bench/README.md.\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func orNA(s string) string {
+	if s == "" {
+		return "n/a"
+	}
+	return s
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func first(v []string, n int) []string {
+	if len(v) > n {
+		return v[:n]
+	}
+	return v
+}
+
+// MiB formats a byte count in MiB.
+func MiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func intsRange(v []int) string {
+	if len(v) == 0 {
+		return "n/a"
+	}
+	lo, hi := v[0], v[0]
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return fmt.Sprintf("%d to %d", lo, hi)
+}
