@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,16 +17,18 @@ import (
 )
 
 // quickHealth is rpcproxy configuration for the failover tests: a backend
-// that stops answering is down in about a second, and back up as fast.
-// (A 200ms timeout is too tight for real CLI servers on a loaded 2-core
-// machine: a busy server missed two pings in a row, was marked down and its
-// sessions moved for nothing.)
+// that stops answering is down in about two seconds, and back up in one.
+// Tighter settings misfire with real CLI servers on a loaded 2-core
+// machine: with timeout 200ms (fall 2), and once even with 500ms, a busy
+// but healthy server missed its pings for over a second, was marked down,
+// and its sessions moved (or, idle ones, hit the bug that
+// TestGoSDKBackendBackBeforeNextTurn shows).
 const quickHealth = `
 health {
   interval = "500ms"
   timeout  = "500ms"
   rise     = 2
-  fall     = 2
+  fall     = 3
 }
 `
 
@@ -427,4 +431,71 @@ func expectNewSessionsOn(t *testing.T, c *harness.Cluster, client *copilot.Clien
 		t.Errorf("none of %d new sessions was placed on %s (%s), which is up again", len(sessions), b.Name, b.Addr)
 	}
 	return len(sessions)
+}
+
+// TestGoSDKBackendBackBeforeNextTurn: a backend is lost and comes back
+// (thawed after SIGSTOP, or restarted on the same port after SIGKILL) while
+// its sessions are idle; their next turn must still be answered, on it,
+// with their history.
+//
+// Known proxy bug (skipped unless E2E_KNOWN_BUGS=1): when the backend is
+// marked down the proxy closes the client's upstream connection to it;
+// back up, the session's next request goes on a new upstream connection
+// where the CLI never resumed it, and the CLI answers "Session not found".
+func TestGoSDKBackendBackBeforeNextTurn(t *testing.T) {
+	if harness.Direct() {
+		t.Skip("failover needs the proxy (E2E_DIRECT is set)")
+	}
+	if !knownBugs() {
+		t.Skip("known proxy bug: a session idle while its backend was down and came back is not resumed on the new upstream connection (set E2E_KNOWN_BUGS=1 to run)")
+	}
+	for _, tc := range []struct {
+		name string
+		lose func(t *testing.T, b *harness.CLIServer)
+	}{
+		{"freeze", func(t *testing.T, b *harness.CLIServer) {
+			if err := b.Proc.Freeze(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(b.Proc.Thaw)
+		}},
+		{"restart", func(t *testing.T, b *harness.CLIServer) { b.Proc.Kill() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := harness.StartT(t, harness.Options{SharedHome: true, Config: quickHealth})
+			client := newClient(t, c.Target)
+			sessions := createSessions(t, c, client, "go-back-"+tc.name+"-%d", 6)
+			expectTurns(t, sessions, 1)
+			victim, holder, displaced := busiestBackend(t, c, sessions)
+			since := len(c.Proxy.StateChanges())
+			t.Logf("losing %s (%s), holder of %v", victim.Name, victim.Addr, displaced)
+			tc.lose(t, victim)
+			waitBackendState(t, c.Proxy, victim, "down", since)
+			since = len(c.Proxy.StateChanges())
+			if tc.name == "freeze" {
+				victim.Proc.Thaw()
+			} else {
+				ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+				defer cancel()
+				if err := victim.Restart(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitBackendState(t, c.Proxy, victim, "up", since)
+			expectTurns(t, sessions, 2)
+			checkHistories(t, sessions, 2)
+			for id, first := range holder {
+				if now := currentBackend(c.Proxy, id); now != first {
+					t.Errorf("session %s is on %s, not on %s where it was placed and which is up", id, now, first)
+				}
+			}
+		})
+	}
+}
+
+// knownBugs reports whether E2E_KNOWN_BUGS asks to run the tests of known,
+// not yet fixed, proxy bugs.
+func knownBugs() bool {
+	v, err := strconv.ParseBool(os.Getenv("E2E_KNOWN_BUGS"))
+	return err == nil && v
 }
