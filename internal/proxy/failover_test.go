@@ -227,3 +227,32 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	c.fakes[0].Thaw()
 }
+
+// A turn running on a backend that dies is ended towards the client with
+// session.error and session.idle, so an SDK waiting for the turn's end does
+// not wait for ever; the session's next turn runs elsewhere.
+func TestTurnInFlightOnLostBackendEnds(t *testing.T) {
+	c := newCluster(t, clusterOptions{sharedStore: true})
+	cl := c.client()
+	sids := sessionsWithTurn(t, cl, "inflight", 6)
+	sid := sids[0]
+	victim := c.holder(sid)
+	// The turn waits for the client's answer: it is in flight when the backend dies.
+	cl.mustCall("session.send", map[string]any{"sessionId": sid, "prompt": "ask:anything"}, nil)
+	select {
+	case <-cl.requests:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no question from the backend")
+	}
+	victim.Close()
+	types, _ := cl.waitIdle(sid)
+	if indexOf(types, "session.error") < 0 {
+		t.Fatalf("turn ended without session.error: %v", types)
+	}
+	if got := turn(t, cl, sid, "next turn"); !strings.Contains(got, "next turn") {
+		t.Fatalf("next turn: %q", got)
+	}
+	if h := c.holder(sid); h == nil || h == victim {
+		t.Fatal("session not moved")
+	}
+}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -192,7 +193,57 @@ func (c *clientConn) move(s *session, sid []byte, ring *router.Ring, reason stri
 func (c *clientConn) setBackend(s *session, b *router.Backend) {
 	c.srv.placed(s.backend.Name, -1)
 	c.srv.placed(b.Name, 1)
+	c.mu.Lock() // upstream goroutines read it under c.mu (endTurnsOn)
 	s.backend = b
+	c.mu.Unlock()
+}
+
+// endTurnsOn ends, towards the client, every turn that was running on a
+// backend that was lost: the turn cannot finish there, and an SDK waiting
+// for session.idle would otherwise wait for ever. Each such session gets a
+// session.error then a session.idle event (both ephemeral), so sendAndWait
+// fails with the reason; the session's next request moves it.
+func (c *clientConn) endTurnsOn(backend string) {
+	var ended []string
+	c.mu.Lock()
+	for sid, s := range c.sessions {
+		if s.backend.Name == backend && s.inTurn.Swap(false) {
+			ended = append(ended, sid)
+		}
+	}
+	c.mu.Unlock()
+	for _, sid := range ended {
+		c.log.Warn("turn lost with its backend", "session", sid, "backend", backend)
+		c.sendBody(sessionEvent(sid, "session.error", map[string]any{
+			"errorType": "backend_unavailable",
+			"message":   "rpcproxy: the CLI server running this turn (" + backend + ") was lost; the turn did not finish. The session carries on at its next request.",
+		}))
+		c.sendBody(sessionEvent(sid, "session.idle", map[string]any{}))
+	}
+}
+
+// sessionEvent builds a session.event notification of the proxy's own.
+func sessionEvent(sid, typ string, data map[string]any) []byte {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	id[6] = id[6]&0x0f | 0x40 // a version 4 UUID, as the CLI's event ids are
+	id[8] = id[8]&0x3f | 0x80
+	b, _ := json.Marshal(map[string]any{
+		"jsonrpc": "2.0",
+		"method":  "session.event",
+		"params": map[string]any{
+			"sessionId": sid,
+			"event": map[string]any{
+				"type":      typ,
+				"data":      data,
+				"id":        fmt.Sprintf("%x-%x-%x-%x-%x", id[0:4], id[4:6], id[6:8], id[8:10], id[10:]),
+				"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+				"parentId":  nil,
+				"ephemeral": true,
+			},
+		},
+	})
+	return b
 }
 
 func (c *clientConn) existingUpstream(b *router.Backend) *upstream {

@@ -327,6 +327,7 @@ func (u *upstream) fail(err error) {
 	c.log.Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
 	c.srv.reportFailure(u.backend, err)
 	lost := proxyError(codeBackendUnavailable, "backend connection lost", errorData{Retryable: true, Backend: u.backend.Name})
+	c.endTurnsOn(u.backend.Name)
 	for _, p := range pending {
 		if p.wait != nil {
 			p.wait <- internalResult{err: lost}
