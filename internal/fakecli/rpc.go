@@ -27,8 +27,9 @@ const (
 // RPCError is a JSON-RPC error object, as answered by the server or
 // received by a Client.
 type RPCError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
 }
 
 func (e *RPCError) Error() string {
