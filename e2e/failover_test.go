@@ -17,14 +17,14 @@ import (
 )
 
 // quickHealth is rpcproxy configuration for the failover tests: rise 2 and
-// fall 3 at the default interval and timeout of 1s, so that a frozen
-// backend is down in about 6 s (a failed check costs interval + timeout)
-// and back up in 1–2 s. Tighter settings
-// misfire with real CLI servers on a loaded 2-core machine: with 200ms
-// (fall 2), and even with 500ms (fall 3) at load average 8, busy but
-// healthy servers missed their pings long enough to be marked down; their
-// sessions moved, a turn in progress lost its session.idle, and idle
-// sessions hit the bug TestGoSDKBackendBackBeforeNextTurn shows.
+// fall 3 at the default interval and timeout of 1s, so that a frozen backend
+// is down in about 6 s (a failed check costs interval + timeout) and back up
+// in 1–2 s. Tighter settings misfire with real CLI servers on a loaded
+// 2-core machine: with 200ms (fall 2), and even with 500ms (fall 3) at load
+// average 8, busy but healthy servers missed their pings long enough to be
+// marked down; their sessions moved, a turn in progress lost its
+// session.idle, and idle sessions hit the bug that
+// TestGoSDKBackendBackBeforeNextTurn shows.
 const quickHealth = `
 health {
   interval = "1s"
