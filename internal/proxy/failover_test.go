@@ -256,3 +256,30 @@ func TestTurnInFlightOnLostBackendEnds(t *testing.T) {
 		t.Fatal("session not moved")
 	}
 }
+
+// A backend that goes down and comes back (restarted on the same address,
+// same store) while its sessions are idle: their next turn loads them on the
+// new connection instead of failing with "Session not found".
+func TestBackendBackBeforeNextTurn(t *testing.T) {
+	c := newCluster(t, clusterOptions{sharedStore: true})
+	cl := c.client()
+	sids := sessionsWithTurn(t, cl, "back", 9)
+	victim := c.busiest(sids)
+	addr := victim.Addr()
+	victim.Close()
+	eventually(t, 5*time.Second, "victim down", func() bool { return !c.checker.Usable(addr) })
+	restarted, err := fakecli.Listen(addr, fakecli.Config{Name: "restarted", Store: c.store})
+	if err != nil {
+		t.Fatalf("restart on %s: %v", addr, err)
+	}
+	c.fakes = append(c.fakes, restarted)
+	eventually(t, 5*time.Second, "victim back up", func() bool { return c.checker.Usable(addr) })
+	for _, sid := range sids {
+		if got := turn(t, cl, sid, "after the restart"); !strings.Contains(got, "after the restart") {
+			t.Fatalf("%s: %q", sid, got)
+		}
+		if c.store.Turns(sid) != 2 {
+			t.Fatalf("%s: history lost", sid)
+		}
+	}
+}

@@ -18,6 +18,10 @@ import (
 // cleared by upstream readers when the turn ends.
 type session struct {
 	backend *router.Backend
+	// up is the upstream connection the session was attached on. When that
+	// connection is lost, the CLI unloads the session: a new connection to
+	// the same backend must resume it before anything else.
+	up *upstream
 	// ring is the ring the placement was last checked against: a new ring
 	// (a backend joined, left or started draining) triggers a check.
 	ring *router.Ring
@@ -127,6 +131,15 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		c.replyError(id, asRPCError(err, s.backend.Name))
 		return
 	}
+	if !attach && s.up != nil && s.up != u {
+		// The connection the session lived on was lost, the backend is
+		// back (or was never down): load the session on the new connection.
+		if rerr := c.reattach(s, sid, u); rerr != nil {
+			c.replyError(id, rerr)
+			return
+		}
+	}
+	s.up = u
 	if string(method) == "session.send" {
 		s.inTurn.Store(true)
 	}
@@ -183,10 +196,28 @@ func (c *clientConn) move(s *session, sid []byte, ring *router.Ring, reason stri
 		c.log.Warn("session resume failed", "session", string(sid), "from", from.Name, "to", to.Name, "error", err)
 		return asRPCError(err, to.Name)
 	}
+	s.up = u
 	c.setBackend(s, to)
 	s.ring = ring
 	s.inTurn.Store(false)
 	c.log.Info("session moved", "session", string(sid), "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
+	return nil
+}
+
+// reattach resumes a session on a new connection to the backend it already
+// lives on, after its own connection there was lost.
+func (c *clientConn) reattach(s *session, sid []byte, u *upstream) *rpcError {
+	if len(s.resume) == 0 {
+		return proxyError(codeBackendUnavailable, "session's connection was lost and the proxy holds no create/resume parameters to restore it",
+			errorData{Retryable: false, Backend: u.backend.Name})
+	}
+	if _, err := u.callSync("session.resume", s.resume); err != nil {
+		c.log.Warn("session reattach failed", "session", string(sid), "backend", u.backend.Name, "error", err)
+		return asRPCError(err, u.backend.Name)
+	}
+	s.up = u
+	s.inTurn.Store(false)
+	c.log.Info("session reattached", "session", string(sid), "backend", u.backend.Name)
 	return nil
 }
 
