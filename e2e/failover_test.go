@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -439,17 +437,12 @@ func expectNewSessionsOn(t *testing.T, c *harness.Cluster, client *copilot.Clien
 // (thawed after SIGSTOP, or restarted on the same port after SIGKILL) while
 // its sessions are idle; their next turn must still be answered, on it,
 // with their history.
-//
-// Known proxy bug (skipped unless E2E_KNOWN_BUGS=1): when the backend is
-// marked down the proxy closes the client's upstream connection to it;
-// back up, the session's next request goes on a new upstream connection
-// where the CLI never resumed it, and the CLI answers "Session not found".
+// The proxy closed the client's connection to the backend when it went
+// down; back up, the session's next request goes on a new connection, on
+// which the proxy must resume it first.
 func TestGoSDKBackendBackBeforeNextTurn(t *testing.T) {
 	if harness.Direct() {
 		t.Skip("failover needs the proxy (E2E_DIRECT is set)")
-	}
-	if !knownBugs() {
-		t.Skip("known proxy bug: a session idle while its backend was down and came back is not resumed on the new upstream connection (set E2E_KNOWN_BUGS=1 to run)")
 	}
 	for _, tc := range []struct {
 		name string
@@ -493,11 +486,4 @@ func TestGoSDKBackendBackBeforeNextTurn(t *testing.T) {
 			}
 		})
 	}
-}
-
-// knownBugs reports whether E2E_KNOWN_BUGS asks to run the tests of known,
-// not yet fixed, proxy bugs.
-func knownBugs() bool {
-	v, err := strconv.ParseBool(os.Getenv("E2E_KNOWN_BUGS"))
-	return err == nil && v
 }
