@@ -26,7 +26,7 @@ e2e-install:
 	bash e2e/install.sh
 
 e2e: e2e-install
-	cd e2e && E2E_REQUIRED=1 $(GO) test -count=1 -timeout 20m ./...
+	cd e2e && E2E_REQUIRED=1 $(GO) test -p 1 -count=1 -timeout 30m ./...
 
 ## demo: a local pool of 3 headless CLI servers behind rpcproxy, a local model
 ## stub, and a few SDK sessions driven through it.
