@@ -32,21 +32,30 @@ func snapshotEvent(size int) []byte {
 		Content   string     `json:"content"`
 		ToolCalls []toolCall `json:"toolCalls,omitempty"`
 	}
+	// Members in the CLI's order: sessionId before the event.
+	type event struct {
+		Type      string `json:"type"`
+		Data      any    `json:"data"`
+		ID        string `json:"id"`
+		Timestamp string `json:"timestamp"`
+		ParentID  string `json:"parentId"`
+	}
+	type params struct {
+		SessionID string `json:"sessionId"`
+		Event     event  `json:"event"`
+	}
+	type notification struct {
+		JSONRPC string `json:"jsonrpc"`
+		Method  string `json:"method"`
+		Params  params `json:"params"`
+	}
 	var msgs []message
 	body := func() []byte {
-		ev := map[string]any{
-			"jsonrpc": "2.0",
-			"method":  "session.event",
-			"params": map[string]any{
-				"sessionId": sessionID,
-				"event": map[string]any{
-					"type": "model.messages_snapshot", "id": "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f",
-					"timestamp": "2026-01-02T03:04:05.678Z", "parentId": "8b0c1d2e-3f4a-4b5c-9d6e-7f8a9b0c1d2e",
-					"data": map[string]any{"messages": msgs},
-				},
-			},
-		}
-		b, err := json.Marshal(ev)
+		b, err := json.Marshal(notification{"2.0", "session.event", params{sessionID, event{
+			Type: "model.messages_snapshot", Data: map[string]any{"messages": msgs},
+			ID: "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f", Timestamp: "2026-01-02T03:04:05.678Z",
+			ParentID: "8b0c1d2e-3f4a-4b5c-9d6e-7f8a9b0c1d2e",
+		}}})
 		if err != nil {
 			panic(err)
 		}
@@ -173,7 +182,8 @@ func BenchmarkRingLookup(b *testing.B) {
 // for the id span, then write it framed with another id (the client's for a
 // response, a proxy-chosen one for a request) and flush, into io.Discard.
 func BenchmarkIDRewrite(b *testing.B) {
-	big := append([]byte(`{"jsonrpc":"2.0","id":7,"method":"userInput.request","params":`), snapshotEvent(40 << 10)[len(`{"jsonrpc":"2.0","method":"session.event","params":`):]...)
+	const evHead = `{"jsonrpc":"2.0","method":"session.event","params":`
+	big := append([]byte(`{"jsonrpc":"2.0","id":7,"method":"userInput.request","params":`), snapshotEvent(40 << 10)[len(evHead):]...)
 	for _, bb := range []struct {
 		name string
 		body []byte

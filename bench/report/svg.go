@@ -91,7 +91,7 @@ func panel(b *strings.Builder, x0, y0 int, title string, curves []curve) {
 		dmax = dmin + 1
 	}
 	px := func(us float64) float64 {
-		return float64(x0) + (math.Log10(math.Max(us, lo))-dmin)/(dmax-dmin)*panelWidth
+		return float64(x0) + (math.Log10(math.Max(us, math.Pow(10, dmin)))-dmin)/(dmax-dmin)*panelWidth
 	}
 	py := func(f float64) float64 { return float64(y0+panelHeight) - nines(f)/maxNines*panelHeight }
 

@@ -150,17 +150,17 @@ func run(ctx context.Context, args []string) error {
 		report.ScenarioThroughput: {
 			name: report.ScenarioThroughput, title: "saturating throughput (16 connections × 8 sessions, no think time)",
 			desc:  "Every session plays turns back to back: the machine is saturated and the figures are capacity.",
-			conns: 16, sessions: 8, window: dur(15 * time.Second), warmup: dur(2 * time.Second), pings: 1, getMsgs: 25,
+			conns: 16, sessions: 8, window: dur(12 * time.Second), warmup: dur(2 * time.Second), pings: 1, getMsgs: 25,
 		},
 		report.ScenarioLone: {
 			name: report.ScenarioLone, title: "a lone session doing sequential turns",
 			desc:  "One connection, one session, turns back to back: the latency a proxy adds to one turn when nothing queues.",
-			conns: 1, sessions: 1, think: *loneThink, window: dur(6 * time.Second), warmup: dur(time.Second), pings: 1, getMsgs: 25,
+			conns: 1, sessions: 1, think: *loneThink, window: dur(5 * time.Second), warmup: dur(time.Second), pings: 1, getMsgs: 25,
 		},
 		report.ScenarioConcurrent: {
 			name: report.ScenarioConcurrent, title: fmt.Sprintf("1,000 concurrent sessions (100 connections × 10 sessions, think time %v)", *think),
 			desc:  "Many sessions at a moderate rate (the machine is not saturated): the tail latency a proxy adds.",
-			conns: 100, sessions: 10, think: *think, window: dur(12 * time.Second), warmup: dur(3 * time.Second), pings: 1, getMsgs: 25,
+			conns: 100, sessions: 10, think: *think, window: dur(10 * time.Second), warmup: dur(3 * time.Second), pings: 1, getMsgs: 25,
 		},
 	}
 	for _, name := range strings.Split(*scenarios, ",") {

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rpcproxy/rpcproxy/bench/loadgen"
+)
+
+func TestHAProxyConfig(t *testing.T) {
+	cfg := haproxyConfig("127.0.0.1:9000", []string{"127.0.0.1:1", "127.0.0.1:2"}, 20000)
+	for _, want := range []string{"maxconn 9800\n", "mode tcp", "bind 127.0.0.1:9000", "balance roundrobin",
+		"server cli0 127.0.0.1:1\n", "server cli1 127.0.0.1:2\n"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+	if !strings.Contains(haproxyConfig("a:1", nil, 0), "maxconn 60000") {
+		t.Error("no limit known: maxconn should be the default")
+	}
+}
+
+func TestIdleCount(t *testing.T) {
+	for _, c := range []struct {
+		want   int
+		nofile uint64
+		got    int
+	}{{10000, 0, 10000}, {10000, 20000, 9744}, {10000, 1 << 20, 10000}, {100, 300, 0}} {
+		if got := idleCount(c.want, c.nofile); got != c.got {
+			t.Errorf("idleCount(%d, %d) = %d, want %d", c.want, c.nofile, got, c.got)
+		}
+	}
+}
+
+// TestStubBackend holds idle SDK connections on the stub: it answers the
+// handshake and session.create and pushes nothing.
+func TestStubBackend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveStub(nc)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	set, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: []string{ln.Addr().String()}, Conns: 5, RunID: "stub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	if set.Alive() != 5 {
+		t.Fatalf("%d connections alive, want 5", set.Alive())
+	}
+	if err := tryHandshake(ctx, ln.Addr().String()); err != nil {
+		t.Fatalf("connect + ping: %v", err)
+	}
+	got := set.Received()
+	if got.Lifecycle != 0 || got.ErrorResponses != 0 || got.FramesIn != 10 {
+		t.Errorf("traffic %+v: want 10 answers, nothing pushed", got)
+	}
+}
+
+func TestParseInts(t *testing.T) {
+	if v, err := parseInts("300, 4096,40960"); err != nil || len(v) != 3 || v[2] != 40960 {
+		t.Fatalf("parseInts = %v, %v", v, err)
+	}
+	for _, bad := range []string{"", "1,x", "-5", "0"} {
+		if _, err := parseInts(bad); err == nil {
+			t.Errorf("parseInts(%q) succeeded", bad)
+		}
+	}
+}
