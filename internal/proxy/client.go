@@ -341,7 +341,7 @@ func (c *clientConn) forward(b *router.Backend, body []byte, m *frame.Meta) {
 		c.replyError(m.ID.Of(body), asRPCError(err, b.Name))
 		return
 	}
-	c.forwardVia(u, body, m)
+	c.forwardVia(u, body, m, nil)
 }
 
 // admit enforces the limit of requests in flight per client.
@@ -353,10 +353,11 @@ func (c *clientConn) admit(body []byte, m *frame.Meta) bool {
 	return true
 }
 
-// forwardVia sends a client request on u, remembering the client's id.
-func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta) {
+// forwardVia sends a client request on u, remembering the client's id; turn
+// is the session whose turn the request starts (session.send), if any.
+func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta, turn *session) {
 	id := m.ID.Of(body)
-	if err := u.forward(body, m, pendingReq{client: makeRawID(id)}); err != nil {
+	if err := u.forward(body, m, pendingReq{client: makeRawID(id), turn: turn}); err != nil {
 		c.replyError(id, asRPCError(err, u.backend.Name))
 	}
 }

@@ -283,3 +283,27 @@ func TestBackendBackBeforeNextTurn(t *testing.T) {
 		}
 	}
 }
+
+// A session.send still unanswered when its backend is lost gets the
+// retryable error and nothing else: the turn never started, so the client
+// sees no session.error or session.idle, and its retry runs a normal turn.
+func TestUnansweredSendIsNotAnEndedTurn(t *testing.T) {
+	c := newCluster(t, clusterOptions{sharedStore: true})
+	cl := c.client()
+	sid := sessionsWithTurn(t, cl, "unsent", 1)[0]
+	victim := c.holder(sid)
+	victim.Freeze()
+	defer victim.Thaw()
+	m := cl.call("session.send", map[string]any{"sessionId": sid, "prompt": "retry me"})
+	if m.Error == nil || m.Error.Code != codeBackendUnavailable {
+		t.Fatalf("send to a frozen backend: %+v", m)
+	}
+	select {
+	case ev := <-cl.sessionEvents(sid):
+		t.Fatalf("unexpected event for a turn that never started: %s", ev.Params)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := turn(t, cl, sid, "retry me"); !strings.Contains(got, "retry me") {
+		t.Fatalf("retried turn: %q", got)
+	}
+}

@@ -140,10 +140,12 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		}
 	}
 	s.up = u
+	var turn *session
 	if string(method) == "session.send" {
 		s.inTurn.Store(true)
+		turn = s
 	}
-	c.forwardVia(u, body, m)
+	c.forwardVia(u, body, m, turn)
 }
 
 // checkPlacement moves a session whose backend was lost, or whose ring owner
@@ -234,10 +236,18 @@ func (c *clientConn) setBackend(s *session, b *router.Backend) {
 // for session.idle would otherwise wait for ever. Each such session gets a
 // session.error then a session.idle event (both ephemeral), so sendAndWait
 // fails with the reason; the session's next request moves it.
-func (c *clientConn) endTurnsOn(backend string) {
+//
+// A session whose session.send was still unanswered is skipped: that send
+// gets the retryable error, and the turn never started as far as the client
+// knows.
+func (c *clientConn) endTurnsOn(backend string, unstarted map[*session]bool) {
 	var ended []string
 	c.mu.Lock()
 	for sid, s := range c.sessions {
+		if unstarted[s] {
+			s.inTurn.Store(false)
+			continue
+		}
 		if s.backend.Name == backend && s.inTurn.Swap(false) {
 			ended = append(ended, sid)
 		}

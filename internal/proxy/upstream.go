@@ -43,6 +43,7 @@ type pendingReq struct {
 	fan    *fanOut
 	part   int
 	wait   chan internalResult // the proxy's own request (callSync)
+	turn   *session            // the session whose turn this session.send starts
 	sent   int64               // unix nanoseconds, when a request timeout is set
 }
 
@@ -327,7 +328,13 @@ func (u *upstream) fail(err error) {
 	c.log.Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
 	c.srv.reportFailure(u.backend, err)
 	lost := proxyError(codeBackendUnavailable, "backend connection lost", errorData{Retryable: true, Backend: u.backend.Name})
-	c.endTurnsOn(u.backend.Name)
+	unstarted := map[*session]bool{}
+	for _, p := range pending {
+		if p.turn != nil {
+			unstarted[p.turn] = true
+		}
+	}
+	c.endTurnsOn(u.backend.Name, unstarted)
 	for _, p := range pending {
 		if p.wait != nil {
 			p.wait <- internalResult{err: lost}
