@@ -109,9 +109,10 @@ type Run struct {
 	ErrorAnswers uint64   `json:"error_answers"`
 	Failures     []string `json:"failures,omitempty"`
 
-	// CDFs of this run's latencies, for the chart.
-	TurnCDF []Point `json:"turn_cdf,omitempty"`
-	ReqCDF  []Point `json:"req_cdf,omitempty"`
+	// CDFs of this run's latencies, for the chart. Only the summaries'
+	// are written to JSON.
+	TurnCDF []Point `json:"-"`
+	ReqCDF  []Point `json:"-"`
 }
 
 // Point is one point of a latency CDF: Fraction of values are at most Micros.
