@@ -52,10 +52,7 @@ func (b *inbuf) fill() error {
 		if b.big != nil {
 			return errBufferFull
 		}
-		// A busy stream: read in large batches until it drains.
-		big := readBuffers.Get().(*[]byte)
-		copy(*big, b.buf[:b.w])
-		b.big, b.buf = big, *big
+		b.borrow() // a busy stream: read in large batches until it drains
 	}
 	for range 100 {
 		n, err := b.src.Read(b.buf[b.w:])
@@ -74,6 +71,14 @@ func (b *inbuf) fill() error {
 	}
 	b.err = io.ErrNoProgress
 	return b.err
+}
+
+// borrow moves what is buffered into a large pooled buffer.
+func (b *inbuf) borrow() {
+	big := readBuffers.Get().(*[]byte)
+	b.w = copy(*big, b.buf[b.r:b.w])
+	b.r = 0
+	b.big, b.buf = big, *big
 }
 
 // wait blocks until at least one byte is buffered.
@@ -109,23 +114,38 @@ func (b *inbuf) line() []byte {
 	return nil
 }
 
-// readFull fills p: from the buffer first, then straight from src, so large
-// bodies are not copied twice.
+// readFull fills p from the buffer, refilling it in large reads (which may
+// bring the next frames too); the rest of a very large body is read straight
+// into p so it is not copied twice.
 func (b *inbuf) readFull(p []byte) error {
-	n := copy(p, b.bytes())
-	b.r += n
-	if n == len(p) {
-		return nil
-	}
-	if b.err != nil {
-		return b.err
-	}
-	if _, err := io.ReadFull(b.src, p[n:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	for {
+		n := copy(p, b.bytes())
+		b.r += n
+		p = p[n:]
+		if len(p) == 0 {
+			return nil
 		}
-		b.err = err
-		return err
+		if b.err != nil {
+			return b.err
+		}
+		if len(p) >= directReadSize {
+			if _, err := io.ReadFull(b.src, p); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				b.err = err
+				return err
+			}
+			return nil
+		}
+		if b.big == nil {
+			b.borrow()
+		}
+		if err := b.fill(); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
 	}
-	return nil
 }

@@ -18,9 +18,14 @@ const (
 	DefaultMaxBody       = 64 << 20 // 64 MiB
 	DefaultMaxHeaderLine = 8 << 10  // 8 KiB
 	DefaultMaxHeaders    = 32
-	// readBufferSize is the large buffer a busy Reader borrows; a header
-	// line must fit in it.
-	readBufferSize = 32 << 10
+	// readBufferSize is the large buffer a busy Reader borrows: big enough
+	// to take several large frames in one read system call.
+	readBufferSize = 128 << 10
+	// maxHeaderLineCap is the longest MaxHeaderLine allowed.
+	maxHeaderLineCap = 32 << 10
+	// directReadSize is the body size from which a Reader reads the rest of
+	// a body straight into it instead of through its buffer.
+	directReadSize = 64 << 10
 )
 
 // Sentinel errors a caller branches on. Every error but io.EOF means the
@@ -55,8 +60,8 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxHeaderLine <= 0 {
 		l.MaxHeaderLine = DefaultMaxHeaderLine
 	}
-	if l.MaxHeaderLine > readBufferSize {
-		l.MaxHeaderLine = readBufferSize
+	if l.MaxHeaderLine > maxHeaderLineCap {
+		l.MaxHeaderLine = maxHeaderLineCap
 	}
 	return l
 }

@@ -49,6 +49,10 @@ type Meta struct {
 	Method Span
 	// SessionID is the value of params.sessionId, inside its quotes.
 	SessionID Span
+	// EventType is the value of params.event.type, inside its quotes, when
+	// params.event is an object (a session.event notification); it is raw
+	// (escapes are not decoded).
+	EventType Span
 	// Escaped reports that Method or SessionID holds a JSON escape; callers
 	// that need the exact text must unquote it (rare: both are plain ASCII in practice).
 	Escaped bool
@@ -158,6 +162,8 @@ var (
 	keyResult    = []byte("result")
 	keyError     = []byte("error")
 	keySessionID = []byte("sessionId")
+	keyEvent     = []byte("event")
+	keyType      = []byte("type")
 )
 
 type scanner struct {
@@ -294,6 +300,44 @@ func (s *scanner) skipStr() bool {
 	}
 }
 
+// event scans params.event, an object, for its top-level "type" string;
+// every other member is skipped.
+func (s *scanner) event(m *Meta) bool {
+	m.EventType = Span{}
+	s.i++ // '{'
+	s.ws()
+	if s.eat('}') {
+		return true
+	}
+	for {
+		s.ws()
+		key, esc, ok := s.str()
+		if !ok {
+			return false
+		}
+		s.ws()
+		if !s.eat(':') {
+			return false
+		}
+		s.ws()
+		if keyIs(key, esc, keyType) && s.i < len(s.b) && s.b[s.i] == '"' {
+			start := s.i + 1
+			v, _, ok := s.str()
+			if !ok {
+				return false
+			}
+			m.EventType = Span{int32(start), int32(start + len(v))}
+		} else if !s.skip() {
+			return false
+		}
+		s.ws()
+		if s.eat(',') {
+			continue
+		}
+		return s.eat('}')
+	}
+}
+
 // params scans the params value: an object is searched for sessionId at its
 // top level; any other value is skipped.
 func (s *scanner) params(m *Meta) bool {
@@ -317,6 +361,10 @@ func (s *scanner) params(m *Meta) bool {
 		}
 		s.ws()
 		switch {
+		case keyIs(key, esc, keyEvent) && s.i < len(s.b) && s.b[s.i] == '{':
+			if !s.event(m) {
+				return false
+			}
 		case !keyIs(key, esc, keySessionID):
 			if !s.skip() {
 				return false

@@ -7,7 +7,8 @@ import (
 	"sync"
 )
 
-const writeBufferSize = 32 << 10
+// writeBufferSize lets several large frames go out in one write system call.
+const writeBufferSize = 128 << 10
 
 // writeBuffers holds the buffers of idle Writers: a connection holds one
 // only between its first write and its flush, so thousands of idle

@@ -148,7 +148,7 @@ func TestWriterErrors(t *testing.T) {
 	}
 
 	w = NewWriter(&errAfterWriter{n: 100, err: boom})
-	big := bytes.Repeat([]byte("y"), 64<<10)
+	big := bytes.Repeat([]byte("y"), 2*writeBufferSize)
 	if err := w.Write(big); !errors.Is(err, boom) {
 		t.Fatalf("Write of a body over the buffer: %v, want boom", err)
 	}

@@ -293,17 +293,13 @@ func (c *clientConn) existingUpstream(b *router.Backend) *upstream {
 	return c.upstreams[b.Name]
 }
 
-var idleEvent = []byte(`"type":"session.idle"`)
-
-// maxIdleEventBytes bounds the frames searched for the end of a turn: a
-// session.idle event is small, so large events are never scanned for it.
-const maxIdleEventBytes = 2048
+var idleEvent = []byte("session.idle")
 
 // noteTurnEnd clears a session's turn when a backend reports session.idle.
-// Called from upstream readers for every notification, so it is cheap for
-// everything else.
+// Called from upstream readers for every notification; Scan already found
+// the event type, so it costs a comparison for everything else.
 func (c *clientConn) noteTurnEnd(body []byte, m *frame.Meta) {
-	if len(body) > maxIdleEventBytes || m.SessionID.Len() == 0 || !bytes.Contains(body, idleEvent) {
+	if m.SessionID.Len() == 0 || !bytes.Equal(m.EventType.Of(body), idleEvent) {
 		return
 	}
 	c.mu.Lock()
