@@ -47,10 +47,6 @@ limits {
   # Requests one client connection may have in flight (sent, not yet
   # answered). Must be > 0. Default 4096.
   max_pending_requests = 4096
-
-  # Frames queued towards one client before it is considered stuck and
-  # disconnected. Must be > 0. Default 4096.
-  client_queue_frames = 4096
 }
 
 # Upstream: the proxy's connections to backends.

@@ -135,7 +135,6 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		DialTimeout:      cfg.Upstream.DialTimeout,
 		RequestTimeout:   cfg.Upstream.RequestTimeout,
 		MaxPending:       cfg.Limits.MaxPendingRequests,
-		QueueFrames:      cfg.Limits.ClientQueueFrames,
 		Logger:           log.Named("proxy"),
 	}, table, checker)
 

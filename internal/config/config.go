@@ -121,10 +121,6 @@ type Limits struct {
 	// MaxPendingRequests is the number of requests one client connection may
 	// have in flight (sent, not yet answered). Default 4096.
 	MaxPendingRequests int
-
-	// ClientQueueFrames is the number of frames queued towards one client
-	// before the client is considered stuck and disconnected. Default 4096.
-	ClientQueueFrames int
 }
 
 // Upstream configures connections from the proxy to backends.
@@ -310,7 +306,6 @@ func Default() *Config {
 			FrameTimeout:       30 * time.Second,
 			HandshakeTimeout:   10 * time.Second,
 			MaxPendingRequests: 4096,
-			ClientQueueFrames:  4096,
 		},
 		Upstream: Upstream{
 			DialTimeout: 5 * time.Second,

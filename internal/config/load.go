@@ -137,7 +137,6 @@ type fileLimits struct {
 	FrameTimeout       hcl.Expression `hcl:"frame_timeout,optional"`
 	HandshakeTimeout   hcl.Expression `hcl:"handshake_timeout,optional"`
 	MaxPendingRequests *int           `hcl:"max_pending_requests,optional"`
-	ClientQueueFrames  *int           `hcl:"client_queue_frames,optional"`
 }
 
 type fileUpstream struct {
@@ -204,7 +203,6 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 		diags = append(diags, setDuration(&cfg.Limits.FrameTimeout, l.FrameTimeout)...)
 		diags = append(diags, setDuration(&cfg.Limits.HandshakeTimeout, l.HandshakeTimeout)...)
 		set(&cfg.Limits.MaxPendingRequests, l.MaxPendingRequests)
-		set(&cfg.Limits.ClientQueueFrames, l.ClientQueueFrames)
 	}
 	if u := f.Upstream; u != nil {
 		diags = append(diags, setDuration(&cfg.Upstream.DialTimeout, u.DialTimeout)...)

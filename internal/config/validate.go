@@ -55,7 +55,6 @@ func (c *Config) Validate() error {
 		v.fail("limits.handshake_timeout", "must be > 0, got %v", l.HandshakeTimeout)
 	}
 	v.positive("limits.max_pending_requests", l.MaxPendingRequests)
-	v.positive("limits.client_queue_frames", l.ClientQueueFrames)
 
 	if c.Upstream.DialTimeout <= 0 {
 		v.fail("upstream.dial_timeout", "must be > 0, got %v", c.Upstream.DialTimeout)

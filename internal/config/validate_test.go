@@ -94,7 +94,6 @@ func TestValidateBad(t *testing.T) {
 		{"negative frame timeout", func(c *Config) { c.Limits.FrameTimeout = -time.Second }, "limits.frame_timeout", "must be >= 0"},
 		{"zero handshake timeout", func(c *Config) { c.Limits.HandshakeTimeout = 0 }, "limits.handshake_timeout", "must be > 0"},
 		{"negative pending requests", func(c *Config) { c.Limits.MaxPendingRequests = -5 }, "limits.max_pending_requests", "must be > 0"},
-		{"zero client queue", func(c *Config) { c.Limits.ClientQueueFrames = 0 }, "limits.client_queue_frames", "must be > 0"},
 		{"zero dial timeout", func(c *Config) { c.Upstream.DialTimeout = 0 }, "upstream.dial_timeout", "must be > 0"},
 		{"negative request timeout", func(c *Config) { c.Upstream.RequestTimeout = -1 }, "upstream.request_timeout", "must be >= 0"},
 		{"zero partitions", func(c *Config) { c.Ring.Partitions = 0 }, "ring.partitions", "must be > 0"},

@@ -233,3 +233,41 @@ func (r *Reader) mapErr(err error) error {
 	}
 	return err
 }
+
+// Ready reports whether a whole frame is buffered, so that the next Read
+// will not block. A forwarder flushes its writes when nothing is ready:
+// a peer that sent only part of a frame must not hold back what came before.
+func (r *Reader) Ready() bool {
+	buf := r.in.bytes()
+	end, length, ok := bufferedHeader(buf)
+	return ok && len(buf)-end >= length
+}
+
+// bufferedHeader parses a complete header at the start of buf and returns
+// where the body starts and its length; ok is false when the header is not
+// all there or is not valid (Read will report the problem).
+func bufferedHeader(buf []byte) (end, length int, ok bool) {
+	length = -1
+	for i := 0; i < DefaultMaxHeaders; i++ {
+		nl := bytes.IndexByte(buf[end:], '\n')
+		if nl < 0 {
+			return 0, 0, false
+		}
+		line := buf[end : end+nl]
+		end += nl + 1
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) == 0 {
+			return end, length, length >= 0
+		}
+		if colon := bytes.IndexByte(line, ':'); colon > 0 && bytes.EqualFold(bytes.TrimSpace(line[:colon]), contentLength) {
+			v, good := parseLength(bytes.TrimSpace(line[colon+1:]))
+			if !good {
+				return 0, 0, false
+			}
+			length = v
+		}
+	}
+	return 0, 0, false
+}

@@ -597,3 +597,30 @@ func TestReaderDeadlineCalls(t *testing.T) {
 		})
 	}
 }
+
+func TestReaderReady(t *testing.T) {
+	frame := "Content-Length: 2\r\n\r\n{}"
+	tests := []struct {
+		buffered string
+		want     bool
+	}{
+		{"", false},
+		{"Content-Len", false},
+		{"Content-Length: 2\r\n\r\n", false},
+		{"Content-Length: 2\r\n\r\n{", false},
+		{frame, true},
+		{"content-type: x\ncontent-length: 2\n\n{}", true},
+	}
+	for _, tt := range tests {
+		// Read one whole frame first so the rest stays buffered.
+		r := NewReader(strings.NewReader(frame+tt.buffered), nil, Limits{})
+		b, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Release()
+		if got := r.Ready(); got != tt.want {
+			t.Errorf("buffered %q: Ready() = %v, want %v", tt.buffered, got, tt.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,10 +26,14 @@ type clientConn struct {
 	srv  *Server
 	conn net.Conn
 	id   uint64
-	log  hclog.Logger
+	logp atomic.Pointer[hclog.Logger] // made on first use: most clients never log
 	r    *frame.Reader
-	out  *frameQueue
-	done chan struct{} // closed by shutdown: every blocked send gives up
+	done chan struct{} // closed by shutdown
+
+	wmu       sync.Mutex // guards the write side: w, wdeadline, wfailed
+	w         *frame.Writer
+	wdeadline time.Time
+	wfailed   bool
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // writer and upstream readers
@@ -67,8 +72,6 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		srv:       s,
 		conn:      conn,
 		id:        id,
-		log:       s.log.With("client", id, "remote", conn.RemoteAddr().String()),
-		out:       newFrameQueue(s.cfg.QueueFrames),
 		done:      make(chan struct{}),
 		sessions:  make(map[string]*session),
 		upstreams: make(map[string]*upstream),
@@ -76,16 +79,60 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		routeKey:  strconv.AppendUint([]byte("client-"), id, 10),
 	}
 	c.r = frame.NewReader(conn, conn, s.cfg.Limits)
+	c.w = frame.NewWriter(conn)
 	return c
 }
+
+// log is the client's logger, named with the client's id and address.
+func (c *clientConn) log() hclog.Logger {
+	if l := c.logp.Load(); l != nil {
+		return *l
+	}
+	l := c.srv.log.With("client", c.id, "remote", c.conn.RemoteAddr().String())
+	c.logp.CompareAndSwap(nil, &l)
+	return *c.logp.Load()
+}
+
+// flush sends what is buffered for the client.
+func (c *clientConn) flush() {
+	c.wmu.Lock()
+	var err error
+	if !c.wfailed {
+		if err = c.flushLocked(); err != nil {
+			c.wfailed = true
+		}
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.shutdown()
+	}
+}
+
+// wants filters what a backend broadcasts: the CLI sends session.lifecycle
+// notifications for every session it holds to every connection it has. A
+// client gets those of its own sessions from the backend that holds them
+// (what a direct connection would show of them); the rest would multiply
+// with every backend the client uses.
+func (c *clientConn) wants(u *upstream, body []byte, m *frame.Meta) bool {
+	if !bytes.Equal(m.Method.Of(body), lifecycleMethod) {
+		return true
+	}
+	if m.SessionID.Len() == 0 {
+		return false
+	}
+	c.mu.Lock()
+	s := c.sessions[string(m.SessionID.Of(body))]
+	ok := s != nil && s.backend == u.backend
+	c.mu.Unlock()
+	return ok
+}
+
+var lifecycleMethod = []byte("session.lifecycle")
 
 // serve runs the client until it disconnects or breaks the protocol, then
 // tears down its upstreams and waits for every goroutine it started.
 func (c *clientConn) serve() {
-	c.log.Debug("client connected")
-	c.wg.Add(1)
-	writerDone := make(chan struct{})
-	go func() { c.writeLoop(); close(writerDone) }()
+	c.log().Debug("client connected")
 	if t := c.srv.cfg.RequestTimeout; t > 0 {
 		c.wg.Add(1)
 		go c.timeoutLoop(t)
@@ -93,25 +140,14 @@ func (c *clientConn) serve() {
 	err := c.readLoop()
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
-		c.log.Debug("client disconnected")
+		c.log().Debug("client disconnected")
 	default:
-		c.log.Warn("closing client", "error", err)
-		// Let the writer send what is queued (the error that explains the
-		// close) before the connection goes, within a bound.
-		if c.send(outFrame{}) {
-			select {
-			case <-writerDone:
-			case <-time.After(time.Second):
-			}
-		}
+		// The error that explains the close was written and flushed already.
+		c.log().Warn("closing client", "error", err)
 	}
 	c.shutdown()
 	c.wg.Wait()
 	c.releaseSessions()
-	// Frames still queued were never written: give their buffers back.
-	for _, f := range c.out.take(nil) {
-		f.buf.Release()
-	}
 }
 
 // shutdown closes the client and all its upstreams. Safe from any goroutine, more than once.
@@ -141,26 +177,41 @@ func (c *clientConn) closing() bool {
 }
 
 // readLoop reads and dispatches client frames until an error.
+// A new client has the handshake timeout to send its first frame.
 func (c *clientConn) readLoop() error {
 	var m frame.Meta
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
+	first := true
 	for {
 		buf, err := c.r.Read()
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) || c.closing() {
+			switch {
+			case c.closing():
 				return nil
+			case first && errors.Is(err, os.ErrDeadlineExceeded):
+				return errNoFirstFrame
 			}
 			return err
+		}
+		if first {
+			first = false
+			_ = c.conn.SetReadDeadline(time.Time{})
 		}
 		fatal := c.dispatch(buf, &m)
 		buf.Release()
 		if fatal != nil {
 			return fatal
 		}
-		if c.r.Buffered() == 0 {
+		// Flush what went to backends unless another whole frame is already
+		// here: a client that sent only part of a frame must not hold back
+		// what came before it.
+		if !c.r.Ready() {
 			c.flushUpstreams()
 		}
 	}
 }
+
+var errNoFirstFrame = errors.New("client sent no frame within the handshake timeout")
 
 // errBadInput is returned by dispatch for input after which the stream can
 // no longer be trusted; the client is closed.
@@ -171,7 +222,7 @@ var errBadInput = errors.New("client sent a message that is not JSON-RPC")
 func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 	body := buf.B
 	if err := frame.Scan(body, m); err != nil {
-		c.log.Warn("client frame is not a JSON object", "bytes", len(body))
+		c.log().Warn("client frame is not a JSON object", "bytes", len(body))
 		c.replyError(nil, &rpcError{Code: codeParseError, Message: "parse error: body is not a JSON object"})
 		return errBadInput
 	}
@@ -187,7 +238,7 @@ func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 			c.replyError(m.ID.Of(body), &rpcError{Code: codeInvalidRequest, Message: "invalid request: no method, result or error"})
 			return nil
 		}
-		c.log.Warn("client message is neither request, response nor notification", "bytes", len(body))
+		c.log().Warn("client message is neither request, response nor notification", "bytes", len(body))
 		return errBadInput
 	}
 	return nil
@@ -258,7 +309,7 @@ func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 		return
 	}
 	// Other notifications without a session have no route.
-	c.log.Trace("dropping client notification without a session", "method", string(m.Method.Of(body)))
+	c.log().Trace("dropping client notification without a session", "method", string(m.Method.Of(body)))
 }
 
 // forwardCancel passes a client's $/cancelRequest to the upstream where the
@@ -297,7 +348,7 @@ func (c *clientConn) handleResponse(body []byte, m *frame.Meta) {
 	}
 	c.mu.Unlock()
 	if !ok || !found {
-		c.log.Debug("client answered an unknown server request", "bytes", len(body))
+		c.log().Debug("client answered an unknown server request", "bytes", len(body))
 		return
 	}
 	e.up.writeWithID(body, m.ID, e.id.Bytes())
@@ -379,7 +430,7 @@ func (c *clientConn) upstream(b *router.Backend) (*upstream, error) {
 		if !errors.As(err, &re) {
 			c.srv.reportFailure(b, err)
 		}
-		c.log.Warn("cannot open upstream", "backend", b.Name, "error", err)
+		c.log().Warn("cannot open upstream", "backend", b.Name, "error", err)
 		return nil, err
 	}
 	c.mu.Lock()
@@ -462,7 +513,7 @@ func (c *clientConn) replyError(id []byte, e *rpcError) {
 }
 
 func (c *clientConn) sendBody(body []byte) {
-	c.send(outFrame{buf: frame.Copy(body)})
+	c.send(outFrame{buf: frame.Copy(body)}, true)
 }
 
 // timeoutLoop fails upstreams with a request past the request timeout: a

@@ -139,7 +139,7 @@ func (f *fanOut) finish() {
 		return
 	}
 	if firstErr != nil {
-		c.log.Debug("aggregate answered without every backend", "error", firstErr.Message)
+		c.log().Debug("aggregate answered without every backend", "error", firstErr.Message)
 	}
 	merged, err := router.MergeResults(f.route.Merge, results, lists)
 	if err != nil {

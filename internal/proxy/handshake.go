@@ -30,7 +30,7 @@ func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
 	want := c.srv.cfg.Token
 	switch {
 	case want != "" && subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1:
-		c.log.Warn("client failed authentication")
+		c.log().Warn("client failed authentication")
 		c.replyError(id, &rpcError{Code: codeAuthFailed, Message: "authentication failed: invalid connection token"})
 		return
 	case want == "" && token != "":

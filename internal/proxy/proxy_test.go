@@ -485,3 +485,54 @@ func TestGlobalWritesAndUnknownMethods(t *testing.T) {
 		t.Fatal("runtime.shutdown passed through the proxy")
 	}
 }
+
+// A backend broadcasts session.lifecycle to every connection; through the
+// proxy a client gets those of its own sessions only.
+func TestLifecycleOfOwnSessionsOnly(t *testing.T) {
+	c := newCluster(t, clusterOptions{backends: 1})
+	a, b := c.client(), c.client()
+	createSession(t, b, "b-own")
+	turn(t, b, "b-own", "hi")
+	createSession(t, a, "a-own")
+	turn(t, a, "a-own", "hi")
+	lifecycleOf := func(cl *testClient) map[string]int {
+		seen := map[string]int{}
+		for {
+			select {
+			case m := <-cl.notes:
+				var p struct {
+					SessionID string `json:"sessionId"`
+				}
+				json.Unmarshal(m.Params, &p)
+				if m.Method == "session.lifecycle" {
+					seen[p.SessionID]++
+				}
+			case <-time.After(200 * time.Millisecond):
+				return seen
+			}
+		}
+	}
+	seenA := lifecycleOf(a)
+	if seenA["a-own"] == 0 || seenA["b-own"] != 0 {
+		t.Fatalf("client a saw lifecycle %v: want its own session only", seenA)
+	}
+	seenB := lifecycleOf(b)
+	if seenB["b-own"] == 0 || seenB["a-own"] != 0 {
+		t.Fatalf("client b saw lifecycle %v: want its own session only", seenB)
+	}
+}
+
+// A client that connects and sends nothing is closed after the handshake timeout.
+func TestSilentClientClosed(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	conn, err := net.Dial("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if _, err := conn.Read(make([]byte, 1)); err == nil || time.Since(start) > 8*time.Second {
+		t.Fatalf("silent client not closed: %v after %v", err, time.Since(start))
+	}
+}

@@ -39,8 +39,6 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxPending caps a client's requests in flight. Default 4096.
 	MaxPending int
-	// QueueFrames is the length of the queue of frames towards one client. Default 1024.
-	QueueFrames int
 	// Logger receives the proxy's logs; nil discards them.
 	Logger hclog.Logger
 }
@@ -57,9 +55,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
-	}
-	if c.QueueFrames <= 0 {
-		c.QueueFrames = 1024
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

@@ -32,6 +32,9 @@ type session struct {
 	// inTurn is set by session.send and cleared by session.idle: a session
 	// moves between backends only between turns.
 	inTurn atomic.Bool
+	// deleted: the client deleted the session. It is kept (without its
+	// params) so the backend's session.deleted lifecycle still reaches it.
+	deleted bool
 }
 
 // session returns the session's state on this connection, placing it by
@@ -39,7 +42,14 @@ type session struct {
 func (c *clientConn) session(sid []byte, place bool) *session {
 	c.mu.Lock()
 	s := c.sessions[string(sid)]
+	revive := s != nil && s.deleted && place
+	if revive {
+		s.deleted = false
+	}
 	c.mu.Unlock()
+	if revive {
+		c.srv.placed(s.backend.Name, 1)
+	}
 	if s != nil || !place {
 		if s == nil {
 			if b := c.srv.table.Ring().Lookup(sid); b != nil {
@@ -61,13 +71,16 @@ func (c *clientConn) session(sid []byte, place bool) *session {
 	return s
 }
 
-// forgetSession drops a deleted session.
+// forgetSession marks a session the client deleted.
 func (c *clientConn) forgetSession(sid []byte) {
 	c.mu.Lock()
 	s := c.sessions[string(sid)]
-	delete(c.sessions, string(sid))
+	forget := s != nil && !s.deleted
+	if forget {
+		s.deleted, s.resume = true, nil
+	}
 	c.mu.Unlock()
-	if s != nil {
+	if forget {
 		c.srv.placed(s.backend.Name, -1)
 	}
 }
@@ -79,7 +92,9 @@ func (c *clientConn) releaseSessions() {
 	c.sessions = map[string]*session{}
 	c.mu.Unlock()
 	for _, s := range sessions {
-		c.srv.placed(s.backend.Name, -1)
+		if !s.deleted {
+			c.srv.placed(s.backend.Name, -1)
+		}
 	}
 }
 
@@ -106,7 +121,7 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 			c.setBackend(s, owner)
 		}
 		s.ring = ring
-		c.log.Info("session placed", "session", string(sid), "backend", s.backend.Name, "method", string(method))
+		c.log().Info("session placed", "session", string(sid), "backend", s.backend.Name, "method", string(method))
 	case "session.delete":
 		c.forgetSession(sid)
 	default:
@@ -186,7 +201,7 @@ func (c *clientConn) move(s *session, sid []byte, ring *router.Ring, reason stri
 		if u := c.existingUpstream(from); u != nil {
 			detach, _ := json.Marshal(map[string]string{"sessionId": string(sid)})
 			if _, err := u.callSync("session.detach", detach); err != nil {
-				c.log.Debug("detach before move failed", "session", string(sid), "backend", from.Name, "error", err)
+				c.log().Debug("detach before move failed", "session", string(sid), "backend", from.Name, "error", err)
 			}
 		}
 	}
@@ -195,14 +210,14 @@ func (c *clientConn) move(s *session, sid []byte, ring *router.Ring, reason stri
 		return asRPCError(err, to.Name)
 	}
 	if _, err := u.callSync("session.resume", s.resume); err != nil {
-		c.log.Warn("session resume failed", "session", string(sid), "from", from.Name, "to", to.Name, "error", err)
+		c.log().Warn("session resume failed", "session", string(sid), "from", from.Name, "to", to.Name, "error", err)
 		return asRPCError(err, to.Name)
 	}
 	s.up = u
 	c.setBackend(s, to)
 	s.ring = ring
 	s.inTurn.Store(false)
-	c.log.Info("session moved", "session", string(sid), "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
+	c.log().Info("session moved", "session", string(sid), "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
 	return nil
 }
 
@@ -214,12 +229,12 @@ func (c *clientConn) reattach(s *session, sid []byte, u *upstream) *rpcError {
 			errorData{Retryable: false, Backend: u.backend.Name})
 	}
 	if _, err := u.callSync("session.resume", s.resume); err != nil {
-		c.log.Warn("session reattach failed", "session", string(sid), "backend", u.backend.Name, "error", err)
+		c.log().Warn("session reattach failed", "session", string(sid), "backend", u.backend.Name, "error", err)
 		return asRPCError(err, u.backend.Name)
 	}
 	s.up = u
 	s.inTurn.Store(false)
-	c.log.Info("session reattached", "session", string(sid), "backend", u.backend.Name)
+	c.log().Info("session reattached", "session", string(sid), "backend", u.backend.Name)
 	return nil
 }
 
@@ -254,7 +269,7 @@ func (c *clientConn) endTurnsOn(backend string, unstarted map[*session]bool) {
 	}
 	c.mu.Unlock()
 	for _, sid := range ended {
-		c.log.Warn("turn lost with its backend", "session", sid, "backend", backend)
+		c.log().Warn("turn lost with its backend", "session", sid, "backend", backend)
 		c.sendBody(sessionEvent(sid, "session.error", map[string]any{
 			"errorType": "backend_unavailable",
 			"message":   "rpcproxy: the CLI server running this turn (" + backend + ") was lost; the turn did not finish. The session carries on at its next request.",

@@ -166,28 +166,36 @@ func (u *upstream) readLoop() {
 			return
 		}
 		if err := frame.Scan(buf.B, &m); err != nil {
-			c.log.Warn("backend frame is not a JSON object; dropped", "backend", u.backend.Name, "bytes", len(buf.B))
+			c.log().Warn("backend frame is not a JSON object; dropped", "backend", u.backend.Name, "bytes", len(buf.B))
 			buf.Release()
 			continue
 		}
+		flush := !u.r.Ready()
 		switch m.Kind {
 		case frame.KindNotification:
+			if !c.wants(u, buf.B, &m) {
+				buf.Release()
+				if flush {
+					c.flush()
+				}
+				continue
+			}
 			c.noteTurnEnd(buf.B, &m)
-			c.send(outFrame{buf: buf})
+			c.send(outFrame{buf: buf}, flush)
 		case frame.KindResponse:
-			u.deliver(buf, &m)
+			u.deliver(buf, &m, flush)
 		case frame.KindRequest:
 			id := c.registerS2C(u, m.ID.Of(buf.B))
-			c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: id})
+			c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: id}, flush)
 		default:
-			c.log.Warn("backend message is neither request, response nor notification; dropped", "backend", u.backend.Name)
+			c.log().Warn("backend message is neither request, response nor notification; dropped", "backend", u.backend.Name)
 			buf.Release()
 		}
 	}
 }
 
 // deliver routes a backend's response to whoever asked.
-func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta) {
+func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) {
 	id, ok := parseUint(m.ID.Of(buf.B))
 	u.mu.Lock()
 	p, found := u.pending[id]
@@ -196,7 +204,7 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta) {
 	}
 	u.mu.Unlock()
 	if !ok || !found {
-		u.c.log.Debug("backend answered an unknown request; dropped", "backend", u.backend.Name)
+		u.c.log().Debug("backend answered an unknown request; dropped", "backend", u.backend.Name)
 		buf.Release()
 		return
 	}
@@ -211,7 +219,7 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta) {
 		return
 	}
 	u.c.pending.Add(-1)
-	u.c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: p.client})
+	u.c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: p.client}, flush)
 }
 
 // forward writes a client request with a fresh upstream id and records p for
@@ -325,7 +333,7 @@ func (u *upstream) fail(err error) {
 	if c.closing() {
 		return
 	}
-	c.log.Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
+	c.log().Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
 	c.srv.reportFailure(u.backend, err)
 	lost := proxyError(codeBackendUnavailable, "backend connection lost", errorData{Retryable: true, Backend: u.backend.Name})
 	unstarted := map[*session]bool{}

@@ -6,7 +6,7 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 )
 
-// outFrame is a message queued towards a client. When idEnd > 0 the bytes
+// outFrame is a message for a client. When idEnd > 0 the bytes
 // buf.B[idStart:idEnd] (the id) are replaced by id on the way out.
 type outFrame struct {
 	buf            *frame.Buffer
@@ -14,65 +14,49 @@ type outFrame struct {
 	id             rawID
 }
 
-// send queues f for the client and hands over f.buf. It blocks while the
-// queue is full (backpressure towards the backends) and gives up when the
-// client is shutting down.
-func (c *clientConn) send(f outFrame) bool {
-	if c.out.push(f, c.done) {
-		return true
+// send writes f to the client and hands over f.buf. Whoever has a frame for
+// the client writes it itself, under the client's write lock: no queue and
+// no writer goroutine, so a frame costs no hand-off and an idle client no
+// goroutine. flush says the caller has nothing more at hand (an upstream
+// reader with no whole frame buffered): writes batch until then. A client
+// that does not read blocks its writers (backpressure towards the
+// backends) until the write timeout closes it.
+func (c *clientConn) send(f outFrame, flush bool) bool {
+	c.wmu.Lock()
+	if c.wfailed {
+		c.wmu.Unlock()
+		f.buf.Release()
+		return false
 	}
+	err := writeOut(c.w, &f)
 	f.buf.Release()
-	return false
+	if err == nil && flush {
+		err = c.flushLocked()
+	}
+	if err != nil {
+		c.wfailed = true
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.log().Debug("client write failed", "error", err)
+		c.shutdown()
+		return false
+	}
+	return true
 }
 
-// writeLoop owns the client connection's write side. It takes every queued
-// frame at once, writes them and flushes, so bursts go out in few system
-// calls. A frame with no buffer asks it to flush and stop.
-func (c *clientConn) writeLoop() {
-	defer c.wg.Done()
-	w := frame.NewWriter(c.conn)
-	timeout := c.srv.cfg.WriteTimeout
-	var deadlineSet time.Time
-	var batch []outFrame
-	for {
-		select {
-		case <-c.out.ready:
-		case <-c.done:
-			return
-		}
-		batch = c.out.take(batch[:0])
-		stop := false
-		var err error
-		for i := range batch {
-			f := &batch[i]
-			if f.buf == nil {
-				stop = true
-			} else if err == nil && !stop {
-				err = writeOut(w, f)
-			}
-			f.buf.Release()
-			f.buf = nil
-		}
-		if cap(batch) > 256 {
-			batch = nil
-		}
-		if err == nil {
-			// One deadline covers many flushes: reset it only when half spent.
-			if now := time.Now(); deadlineSet.IsZero() || now.Sub(deadlineSet) > timeout/2 {
-				_ = c.conn.SetWriteDeadline(now.Add(timeout))
-				deadlineSet = now
-			}
-			err = w.Flush()
-		}
-		if err != nil {
-			c.log.Debug("client write failed", "error", err)
-			c.shutdown()
-			return
-		}
-		if stop {
-			return
-		}
+// flushLocked sends what is buffered; c.wmu is held. One write deadline
+// covers many flushes: it is pushed out only when half spent.
+func (c *clientConn) flushLocked() error {
+	if c.w.Buffered() == 0 {
+		return nil
 	}
+	timeout := c.srv.cfg.WriteTimeout
+	if now := time.Now(); now.Sub(c.wdeadline) > timeout/2 {
+		_ = c.conn.SetWriteDeadline(now.Add(timeout))
+		c.wdeadline = now
+	}
+	return c.w.Flush()
 }
 
 func writeOut(w *frame.Writer, f *outFrame) error {

@@ -79,7 +79,6 @@ func run(args []string) error {
 		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
 		DialTimeout:      cfg.Upstream.DialTimeout,
 		MaxPending:       cfg.Limits.MaxPendingRequests,
-		QueueFrames:      cfg.Limits.ClientQueueFrames,
 		Logger:           log.Named("proxy"),
 	}, table, nil)
 
