@@ -41,9 +41,9 @@ type clientConn struct {
 
 	// reader state
 	connected     bool
-	connectParams map[string]json.RawMessage // the client's connect params, token removed
-	dirty         []*upstream                // upstreams written since the last flush
-	routeKey      []byte                     // spreads this client's queries over the pool
+	connectParams json.RawMessage // the client's connect params, token removed
+	dirty         []*upstream     // upstreams written since the last flush
+	routeKey      []byte          // spreads this client's queries over the pool
 
 	mu        sync.Mutex     // guards the fields below
 	regs      []registration // replayed on every upstream opened later

@@ -38,7 +38,7 @@ func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
 		return
 	}
 	c.connected = true
-	c.connectParams = req.Params
+	c.connectParams, _ = json.Marshal(req.Params) // kept compact: one per client
 	info := c.srv.poolInfo()
 	if info == nil {
 		// No backend has answered a handshake yet: open this client's first

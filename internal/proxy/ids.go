@@ -8,7 +8,7 @@ import "strconv"
 type rawID struct {
 	n    uint8
 	b    [38]byte
-	long []byte
+	long *[]byte // an id longer than b, rare
 }
 
 func makeRawID(p []byte) rawID {
@@ -18,7 +18,8 @@ func makeRawID(p []byte) rawID {
 		copy(id.b[:], p)
 		return id
 	}
-	id.long = append([]byte(nil), p...)
+	long := append([]byte(nil), p...)
+	id.long = &long
 	return id
 }
 
@@ -33,7 +34,7 @@ func numericID(v uint64) rawID {
 // (not be copied) while the result is in use.
 func (id *rawID) Bytes() []byte {
 	if id.long != nil {
-		return id.long
+		return *id.long
 	}
 	return id.b[:id.n]
 }

@@ -368,9 +368,9 @@ func (u *upstream) close() {
 // upstreamConnectParams is the client's connect params with the backend's
 // token in place of the client's (sent only when the backend has one).
 func (c *clientConn) upstreamConnectParams(token string) json.RawMessage {
-	params := make(map[string]json.RawMessage, len(c.connectParams)+1)
-	for k, v := range c.connectParams {
-		params[k] = v
+	params := map[string]json.RawMessage{}
+	if len(c.connectParams) > 0 {
+		_ = json.Unmarshal(c.connectParams, &params)
 	}
 	if token != "" {
 		t, _ := json.Marshal(token)
