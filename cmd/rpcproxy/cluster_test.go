@@ -154,8 +154,8 @@ agent { drain_timeout = "200ms" }
 		t.Cleanup(func() { cli.Close() })
 		startProcess(t, "agent", "--config", cfgPath, "--cli", cli.Addr(), "--bind", freeAddr(t), "--join", seed)
 	}
-	proxy1.waitLog(t, "backend joined", 3)
-	proxy2.waitLog(t, "backend joined", 3)
+	proxy1.waitLog(t, "backend joined: backend=", 3)
+	proxy2.waitLog(t, "backend joined: backend=", 3)
 
 	// A session created through proxy 1 ...
 	c1 := sdkClient(t, listen1)

@@ -129,7 +129,7 @@ func (n *Node) logBackendChanges(prev, cur []Backend) {
 		p, seen := old[b.Name]
 		switch {
 		case !seen:
-			n.log.Info("backend joined", backendLogArgs(b)...)
+			n.log.Info("backend member joined", backendLogArgs(b)...)
 		case p != b:
 			n.log.Info("backend changed", backendLogArgs(b)...)
 		}
