@@ -38,7 +38,7 @@ bench: build
 	bash bench/run.sh
 
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./bench/
 
 clean:
 	rm -rf $(BIN)
