@@ -300,10 +300,9 @@ func (s *scanner) skipStr() bool {
 	}
 }
 
-// event scans params.event, an object, for its top-level "type" string;
-// every other member is skipped.
-func (s *scanner) event(m *Meta) bool {
-	m.EventType = Span{}
+// object walks the members of the object at s.i: member is called with
+// each key, the scanner at the member's value, and must consume that value.
+func (s *scanner) object(member func(key []byte, esc bool) bool) bool {
 	s.i++ // '{'
 	s.ws()
 	if s.eat('}') {
@@ -320,14 +319,7 @@ func (s *scanner) event(m *Meta) bool {
 			return false
 		}
 		s.ws()
-		if keyIs(key, esc, keyType) && s.i < len(s.b) && s.b[s.i] == '"' {
-			start := s.i + 1
-			v, _, ok := s.str()
-			if !ok {
-				return false
-			}
-			m.EventType = Span{int32(start), int32(start + len(v))}
-		} else if !s.skip() {
+		if !member(key, esc) {
 			return false
 		}
 		s.ws()
@@ -338,58 +330,52 @@ func (s *scanner) event(m *Meta) bool {
 	}
 }
 
-// params scans the params value: an object is searched for sessionId at its
-// top level; any other value is skipped.
+// at reports whether the next byte is c.
+func (s *scanner) at(c byte) bool { return s.i < len(s.b) && s.b[s.i] == c }
+
+// strSpan reads a string value and returns the span of its contents.
+func (s *scanner) strSpan() (Span, bool, bool) {
+	start := s.i + 1
+	v, esc, ok := s.str()
+	return Span{int32(start), int32(start + len(v))}, esc, ok
+}
+
+// event scans params.event, an object, for its top-level "type" string;
+// every other member is skipped.
+func (s *scanner) event(m *Meta) bool {
+	m.EventType = Span{}
+	return s.object(func(key []byte, esc bool) bool {
+		if !keyIs(key, esc, keyType) || !s.at('"') {
+			return s.skip()
+		}
+		span, _, ok := s.strSpan()
+		m.EventType = span
+		return ok
+	})
+}
+
+// params scans the params value: an object is searched at its top level
+// for sessionId and the event's type; any other value is skipped.
 func (s *scanner) params(m *Meta) bool {
-	if s.i >= len(s.b) || s.b[s.i] != '{' {
+	if !s.at('{') {
 		return s.skip()
 	}
-	s.i++
-	s.ws()
-	if s.eat('}') {
-		return true
-	}
-	for {
-		s.ws()
-		key, esc, ok := s.str()
-		if !ok {
-			return false
-		}
-		s.ws()
-		if !s.eat(':') {
-			return false
-		}
-		s.ws()
+	return s.object(func(key []byte, esc bool) bool {
 		switch {
-		case keyIs(key, esc, keyEvent) && s.i < len(s.b) && s.b[s.i] == '{':
-			if !s.event(m) {
-				return false
-			}
+		case keyIs(key, esc, keyEvent) && s.at('{'):
+			return s.event(m)
 		case !keyIs(key, esc, keySessionID):
-			if !s.skip() {
-				return false
-			}
-		case s.i < len(s.b) && s.b[s.i] == '"':
-			start := s.i + 1
-			v, vesc, ok := s.str()
-			if !ok {
-				return false
-			}
-			m.SessionID = Span{int32(start), int32(start + len(v))}
-			s.sessionEsc = vesc
+			return s.skip()
+		case s.at('"'):
+			span, vesc, ok := s.strSpan()
+			m.SessionID, s.sessionEsc = span, vesc
+			return ok
 		default:
 			// A later sessionId that is not a string overrides an earlier one.
 			m.SessionID, s.sessionEsc = Span{}, false
-			if !s.skip() {
-				return false
-			}
+			return s.skip()
 		}
-		s.ws()
-		if s.eat(',') {
-			continue
-		}
-		return s.eat('}')
-	}
+	})
 }
 
 // skip moves past one JSON value. Nested containers are skipped by depth
