@@ -281,23 +281,49 @@ func (s *scanner) skipStr() bool {
 	if !s.eat('"') {
 		return false
 	}
-	start := s.i
-	for {
-		j := bytes.IndexByte(s.b[s.i:], '"')
-		if j < 0 {
-			return false
+	end, ok := endOfString(s.b, s.i)
+	s.i = end
+	return ok
+}
+
+// shortString is how far endOfString walks byte by byte before it jumps
+// from quote to quote with IndexByte: most strings in an event are short,
+// and for them a plain loop beats the call.
+const shortString = 64
+
+// endOfString returns the index just past the closing quote of the string
+// whose contents start at i. A backslash escapes exactly the byte after it.
+func endOfString(b []byte, i int) (int, bool) {
+	for start := i; i-start < shortString; {
+		i = nextQuoteOrEscape(b, i, shortString-(i-start))
+		if i >= len(b) {
+			return len(b), false
 		}
-		end := s.i + j
-		// Count the backslashes before the quote: an odd number escapes it.
-		n := 0
-		for k := end - 1; k >= start && s.b[k] == '\\'; k-- {
-			n++
-		}
-		s.i = end + 1
-		if n%2 == 0 {
-			return true
+		switch b[i] {
+		case '"':
+			return i + 1, true
+		case '\\':
+			i += 2
 		}
 	}
+	// A long string. i is not inside an escape, so the parity of the run
+	// of backslashes between i and a quote says whether it is escaped.
+	for i < len(b) {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return len(b), false
+		}
+		q := i + j
+		n := 0
+		for k := q - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		i = q + 1
+		if n%2 == 0 {
+			return i, true
+		}
+	}
+	return i, false
 }
 
 // object walks the members of the object at s.i: member is called with
