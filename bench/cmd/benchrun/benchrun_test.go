@@ -72,12 +72,12 @@ func TestStubBackend(t *testing.T) {
 }
 
 func TestParseInts(t *testing.T) {
-	if v, err := parseInts("300, 4096,40960"); err != nil || len(v) != 3 || v[2] != 40960 {
+	if v, err := loadgen.ParseSizes("300, 4096,40960"); err != nil || len(v) != 3 || v[2] != 40960 {
 		t.Fatalf("parseInts = %v, %v", v, err)
 	}
 	for _, bad := range []string{"", "1,x", "-5", "0"} {
-		if _, err := parseInts(bad); err == nil {
-			t.Errorf("parseInts(%q) succeeded", bad)
+		if _, err := loadgen.ParseSizes(bad); err == nil {
+			t.Errorf("loadgen.ParseSizes(%q) succeeded", bad)
 		}
 	}
 }

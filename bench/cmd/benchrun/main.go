@@ -22,8 +22,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -77,7 +75,7 @@ func run(ctx context.Context, args []string) error {
 	scenarios := fs.String("scenarios", strings.Join([]string{report.ScenarioThroughput, report.ScenarioLone, report.ScenarioConcurrent, scenarioIdle}, ","),
 		"scenarios to run, in order")
 	events := fs.Int("events", loadgen.DefaultEventsPerTurn, "session.event notifications per turn")
-	sizes := fs.String("event-sizes", joinInts(loadgen.DefaultEventSizes), "delta sizes in bytes, cycled")
+	sizes := fs.String("event-sizes", loadgen.FormatSizes(loadgen.DefaultEventSizes), "delta sizes in bytes, cycled")
 	idleConns := fs.Int("idle-conns", 10000, "idle client connections (lowered to fit the open files limit)")
 	think := fs.Duration("think", 2*time.Second, "mean think time of the 1,000-session scenario")
 	loneThink := fs.Duration("lone-think", 0, "mean think time of the lone session")
@@ -88,7 +86,7 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	sz, err := parseInts(*sizes)
+	sz, err := loadgen.ParseSizes(*sizes)
 	if err != nil {
 		return err
 	}
@@ -246,27 +244,4 @@ func writeReport(rep *report.Report, dir string, b *bench) error {
 	b.logf("wrote %s.{md,json,svg} and %s", base, filepath.Join(dir, "latest.md"))
 	fmt.Println(md.String())
 	return nil
-}
-
-func joinInts(v []int) string {
-	parts := make([]string, len(v))
-	for i, n := range v {
-		parts[i] = strconv.Itoa(n)
-	}
-	return strings.Join(parts, ",")
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("bad size %q", f)
-		}
-		out = append(out, n)
-	}
-	if slices.Contains(out, 0) && len(out) == 1 {
-		return nil, errors.New("event sizes: give at least one non-zero size")
-	}
-	return out, nil
 }

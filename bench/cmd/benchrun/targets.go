@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rpcproxy/rpcproxy/bench/loadgen"
 	"github.com/rpcproxy/rpcproxy/bench/report"
 )
 
@@ -22,7 +23,7 @@ type pool struct {
 // startFakePool starts n cmd/fakecli processes with the bench's turn shape.
 func (b *bench) startFakePool(ctx context.Context, tag string) (*pool, error) {
 	args := []string{"--headless", "--port", "0", "--log-level", "warn",
-		"--events", strconv.Itoa(b.events), "--event-sizes", joinInts(b.sizes)}
+		"--events", strconv.Itoa(b.events), "--event-sizes", loadgen.FormatSizes(b.sizes)}
 	return b.startPool(ctx, tag, b.fakecli, args)
 }
 

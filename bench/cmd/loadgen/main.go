@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&tg, "target", "host:port to load (repeatable: connections are spread round robin)")
 	backends := fs.Int("backends", 3, "without --target: in-process fake CLI servers to start")
 	events := fs.Int("events", loadgen.DefaultEventsPerTurn, "with --backends: session.event notifications per turn")
-	sizes := fs.String("event-sizes", joinInts(loadgen.DefaultEventSizes), "with --backends: delta sizes in bytes, cycled")
+	sizes := fs.String("event-sizes", loadgen.FormatSizes(loadgen.DefaultEventSizes), "with --backends: delta sizes in bytes, cycled")
 	fs.IntVar(&cfg.Conns, "conns", 16, "client connections (C)")
 	fs.IntVar(&cfg.SessionsPerConn, "sessions", 8, "sessions per connection (S)")
 	fs.IntVar(&cfg.Turns, "turns", 0, "turns per session; 0 plays for --duration")
@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Targets = tg
 	if len(tg) == 0 {
-		sz, err := parseInts(*sizes)
+		sz, err := loadgen.ParseSizes(*sizes)
 		if err != nil {
 			return err
 		}
@@ -165,24 +165,4 @@ func printText(w io.Writer, r *loadgen.Result) {
 	for _, f := range r.Failures {
 		fmt.Fprintln(w, "failure   ", f)
 	}
-}
-
-func joinInts(v []int) string {
-	parts := make([]string, len(v))
-	for i, n := range v {
-		parts[i] = strconv.Itoa(n)
-	}
-	return strings.Join(parts, ",")
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("bad size %q", f)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
