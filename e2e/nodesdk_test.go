@@ -21,18 +21,8 @@ const nodeScenarioTimeout = 9 * time.Minute
 // TestNodeSDKScenarios runs e2e/node/scenario.mjs, the same scenarios with
 // the official Node SDK, against the shared cluster.
 func TestNodeSDKScenarios(t *testing.T) {
-	node, err := harness.NodeBinary()
-	if err == nil {
-		err = harness.NodeSDKInstalled()
-	}
-	if err != nil {
-		harness.SkipOrFatal(t, err)
-	}
+	node, dir := nodeSetup(t)
 	c := cluster(t)
-	dir, err := harness.NodeDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	addrs := make([]string, len(c.Backends))
 	homes := make([]string, len(c.Backends))
 	for i, b := range c.Backends {
@@ -58,7 +48,7 @@ func TestNodeSDKScenarios(t *testing.T) {
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
 		t.Log(line)
 	}
@@ -75,18 +65,8 @@ var demoReply = regexp.MustCompile(`(?m)^  demo-\S+  reply #1: hello from demo s
 // TestNodeDemo runs e2e/node/demo.mjs (the `make demo` client) against the
 // shared cluster, so that the demo cannot rot unnoticed.
 func TestNodeDemo(t *testing.T) {
-	node, err := harness.NodeBinary()
-	if err == nil {
-		err = harness.NodeSDKInstalled()
-	}
-	if err != nil {
-		harness.SkipOrFatal(t, err)
-	}
+	node, dir := nodeSetup(t)
 	c := cluster(t)
-	dir, err := harness.NodeDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "demo.mjs"))
@@ -101,4 +81,22 @@ func TestNodeDemo(t *testing.T) {
 	if got := len(demoReply.FindAllString(string(out), -1)); got != 6 {
 		t.Errorf("demo printed %d session replies, want 6", got)
 	}
+}
+
+// nodeSetup returns the node binary and the e2e/node folder, skipping (or
+// failing, with E2E_REQUIRED) when the Node SDK is not installed.
+func nodeSetup(t *testing.T) (node, dir string) {
+	t.Helper()
+	node, err := harness.NodeBinary()
+	if err == nil {
+		err = harness.NodeSDKInstalled()
+	}
+	if err != nil {
+		harness.SkipOrFatal(t, err)
+	}
+	dir, err = harness.NodeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return node, dir
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -65,6 +66,14 @@ func (c clock) now() int64 { return int64(time.Since(c.epoch)) }
 // until known.
 type window struct {
 	start, end atomic.Int64
+}
+
+// newWindow returns a window that has not opened yet.
+func newWindow() *window {
+	w := &window{}
+	w.start.Store(math.MaxInt64)
+	w.end.Store(math.MaxInt64)
+	return w
 }
 
 // has reports whether t lies inside the window.

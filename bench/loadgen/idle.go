@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"sync"
 	"time"
@@ -31,9 +30,7 @@ func OpenIdle(ctx context.Context, cfg Config) (*IdleSet, error) {
 	}
 	cfg = cfg.withDefaults()
 	clk := clock{epoch: time.Now()}
-	win := &window{}
-	win.start.Store(math.MaxInt64)
-	win.end.Store(math.MaxInt64)
+	win := newWindow()
 
 	set := &IdleSet{conns: make([]*conn, cfg.Conns)}
 	sem := make(chan struct{}, cfg.SetupParallel)

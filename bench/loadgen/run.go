@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"sync"
 	"time"
@@ -57,9 +56,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	cfg = cfg.withDefaults()
 	clk := clock{epoch: time.Now()}
-	win := &window{}
-	win.start.Store(math.MaxInt64)
-	win.end.Store(math.MaxInt64)
+	win := newWindow()
 
 	setupStart := time.Now()
 	conns, err := dialAll(ctx, &cfg, clk, win)

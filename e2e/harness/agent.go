@@ -3,8 +3,6 @@ package harness
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"time"
 )
@@ -58,13 +56,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	if cfg.ConfigFile != "" {
 		args = append(args, "--config", cfg.ConfigFile)
 	}
-	for _, j := range cfg.Join {
-		args = append(args, "--join", j)
-	}
-	cmd := exec.Command(cfg.Bin, args...)
-	cmd.Dir = cfg.Dir
-	cmd.Env = scrubbedEnv()
-	proc, err := startProcess(cfg.Name, cmd, filepath.Join(cfg.Dir, cfg.Name+".log"))
+	proc, err := startRPCProxy(cfg.Name, cfg.Bin, cfg.Dir, args, cfg.Join)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -212,4 +213,16 @@ func waitGroupGone(pgid int, d time.Duration) {
 	for len(liveGroupMembers(pgid)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// startRPCProxy starts an rpcproxy command (serve or agent) with args and a
+// --join per seed, in dir, logging to dir/<name>.log.
+func startRPCProxy(name, bin, dir string, args, join []string) (*Process, error) {
+	for _, j := range join {
+		args = append(args, "--join", j)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = scrubbedEnv()
+	return startProcess(name, cmd, filepath.Join(dir, name+".log"))
 }

@@ -106,13 +106,7 @@ func StartProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 		}
 		args = append(args, "--gossip-bind", gossipAddr)
 	}
-	for _, j := range cfg.Join {
-		args = append(args, "--join", j)
-	}
-	cmd := exec.Command(cfg.Bin, args...)
-	cmd.Dir = cfg.Dir
-	cmd.Env = scrubbedEnv()
-	proc, err := startProcess(cfg.Name, cmd, filepath.Join(cfg.Dir, cfg.Name+".log"))
+	proc, err := startRPCProxy(cfg.Name, cfg.Bin, cfg.Dir, args, cfg.Join)
 	if err != nil {
 		return nil, err
 	}

@@ -152,6 +152,9 @@ func TestScaleOutMovesShareAtTurnBoundary(t *testing.T) {
 	moved, toNew := 0, 0
 	for _, sid := range sids {
 		turn(t, cl, sid, "after scale-out")
+		if n := c.holders(sid); n != 1 {
+			t.Fatalf("%s is loaded on %d backends after the move", sid, n)
+		}
 		h := c.holder(sid)
 		if h != before[sid] {
 			moved++
@@ -187,6 +190,9 @@ func TestDraining(t *testing.T) {
 	}
 	for _, sid := range sids {
 		turn(t, cl, sid, "while draining")
+		if n := c.holders(sid); n != 1 {
+			t.Fatalf("%s is loaded on %d backends after the move", sid, n)
+		}
 		if c.holder(sid) == victim {
 			t.Fatalf("%s still on the draining backend", sid)
 		}

@@ -138,6 +138,21 @@ func (c *cluster) client() *testClient {
 	return cl
 }
 
+// holders counts the fakes that have the session loaded: a session moved
+// between live backends must be held by exactly one (the old one was told
+// to detach it).
+func (c *cluster) holders(sid string) int {
+	n := 0
+	for _, f := range c.fakes {
+		for _, s := range f.Sessions() {
+			if s == sid {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // holder returns the fake that has the session loaded, or nil.
 func (c *cluster) holder(sid string) *fakecli.Server {
 	for _, f := range c.fakes {
