@@ -154,12 +154,21 @@ func BenchmarkScan40KiB(b *testing.B) {
 	benchScan(b, benchEvent(40<<10))
 }
 
+// BenchmarkScanHead40KiB is what the proxy does to a backend's event.
+func BenchmarkScanHead40KiB(b *testing.B) {
+	benchScanWith(b, benchEvent(40<<10), ScanHead)
+}
+
 func benchScan(b *testing.B, body []byte) {
+	benchScanWith(b, body, Scan)
+}
+
+func benchScanWith(b *testing.B, body []byte, scan func([]byte, *Meta) error) {
 	var m Meta
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := Scan(body, &m); err != nil {
+		if err := scan(body, &m); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -64,16 +64,39 @@ type Meta struct {
 // of params. Large values (event payloads) are skipped, not decoded; Scan
 // allocates nothing.
 func Scan(body []byte, m *Meta) error {
-	*m = Meta{}
 	s := scanner{b: body}
+	return s.scan(m)
+}
+
+// ScanHead is Scan for frames from a trusted backend, which stops once it
+// has what routing needs of the two kinds that carry nearly all the bytes:
+//   - a session.event or session.lifecycle notification (method ahead of
+//     params, no id before it): once params.sessionId is found, and for a
+//     session.event params.event.type too;
+//   - a response whose id comes ahead of its result or error (and no method
+//     before them): at the result or error member.
+//
+// The rest of such a body (an event's payload, a result such as a whole
+// conversation) is neither walked nor validated: the frame goes on as the
+// backend wrote it, and a member repeated after that point is not seen. The
+// CLI writes every message as {jsonrpc, id, result|error} or {jsonrpc, id?,
+// method, params} and every event with its type ahead of its data, so on
+// its frames ScanHead reads the first 100 to 200 bytes whatever the size.
+// Every other frame is scanned whole, exactly as Scan does.
+func ScanHead(body []byte, m *Meta) error {
+	s := scanner{b: body, head: true}
+	return s.scan(m)
+}
+
+func (s *scanner) scan(m *Meta) error {
+	*m = Meta{}
 	s.ws()
 	if !s.eat('{') {
 		return ErrNotJSON
 	}
-	hasID := false
 	s.ws()
 	if s.eat('}') {
-		return s.finish(m, hasID)
+		return s.finish(m)
 	}
 	for {
 		s.ws()
@@ -94,7 +117,7 @@ func Scan(body []byte, m *Meta) error {
 			if !s.skip() {
 				return ErrNotJSON
 			}
-			hasID = true
+			s.hasID = true
 			m.ID = Span{int32(start), int32(s.i)}
 		case keyIs(key, esc, keyMethod):
 			v, vesc, ok := s.str()
@@ -103,6 +126,7 @@ func Scan(body []byte, m *Meta) error {
 			}
 			m.Method = Span{int32(start + 1), int32(start + 1 + len(v))}
 			s.methodEsc = vesc
+			s.notice = noticeOf(v, vesc)
 		case keyIs(key, esc, keyParams):
 			m.SessionID, s.sessionEsc = Span{}, false
 			if !s.params(m) {
@@ -110,11 +134,17 @@ func Scan(body []byte, m *Meta) error {
 			}
 		case keyIs(key, esc, keyResult):
 			m.HasResult = true
+			if s.answered(m) {
+				return s.finish(m)
+			}
 			if !s.skip() {
 				return ErrNotJSON
 			}
 		case keyIs(key, esc, keyError):
 			m.HasError = true
+			if s.answered(m) {
+				return s.finish(m)
+			}
 			if !s.skip() {
 				return ErrNotJSON
 			}
@@ -122,6 +152,9 @@ func Scan(body []byte, m *Meta) error {
 			if !s.skip() {
 				return ErrNotJSON
 			}
+		}
+		if s.done {
+			return s.finish(m)
 		}
 		s.ws()
 		if s.eat(',') {
@@ -136,18 +169,18 @@ func Scan(body []byte, m *Meta) error {
 	if s.i != len(s.b) {
 		return ErrNotJSON
 	}
-	return s.finish(m, hasID)
+	return s.finish(m)
 }
 
 // finish sets the fields that depend on the members finally kept.
-func (s *scanner) finish(m *Meta, hasID bool) error {
+func (s *scanner) finish(m *Meta) error {
 	m.Escaped = s.methodEsc || s.sessionEsc
 	switch {
-	case m.Method.End > 0 && hasID:
+	case m.Method.End > 0 && s.hasID:
 		m.Kind = KindRequest
 	case m.Method.End > 0:
 		m.Kind = KindNotification
-	case hasID && (m.HasResult || m.HasError):
+	case s.hasID && (m.HasResult || m.HasError):
 		m.Kind = KindResponse
 	default:
 		m.Kind = KindInvalid
@@ -164,13 +197,59 @@ var (
 	keySessionID = []byte("sessionId")
 	keyEvent     = []byte("event")
 	keyType      = []byte("type")
+
+	methodSessionEvent     = []byte("session.event")
+	methodSessionLifecycle = []byte("session.lifecycle")
 )
+
+// notice names the notifications ScanHead stops early in: methods that are
+// notifications by the protocol, whatever members follow.
+type notice uint8
+
+const (
+	noticeNone notice = iota
+	noticeEvent
+	noticeLifecycle
+)
+
+func noticeOf(method []byte, escaped bool) notice {
+	switch {
+	case escaped:
+		return noticeNone
+	case bytes.Equal(method, methodSessionEvent):
+		return noticeEvent
+	case bytes.Equal(method, methodSessionLifecycle):
+		return noticeLifecycle
+	}
+	return noticeNone
+}
 
 type scanner struct {
 	b []byte
 	i int
 	// methodEsc and sessionEsc report escapes in the Method and SessionID kept.
 	methodEsc, sessionEsc bool
+	// hasID reports a top-level id member.
+	hasID bool
+	// notice is the notification the method kept names, if one ScanHead knows.
+	notice notice
+	// head is set by ScanHead; done, once it has what it needs: every
+	// walk then returns at once without looking at the rest.
+	head, done bool
+}
+
+// answered reports, for ScanHead, a response whose id came ahead of its
+// result or error (and no method ahead of them): all routing needs of it.
+func (s *scanner) answered(m *Meta) bool {
+	return s.head && s.hasID && m.Method.End == 0
+}
+
+// enough marks the scan done when ScanHead has what a notification needs:
+// its sessionId, and for a session.event its event type too.
+func (s *scanner) enough(m *Meta) {
+	if s.head && s.notice != 0 && !s.hasID && m.SessionID.End > 0 && (s.notice != noticeEvent || m.EventType.End > 0) {
+		s.done = true
+	}
 }
 
 // keyIs reports whether the member name key, raw JSON string contents that
@@ -348,6 +427,9 @@ func (s *scanner) object(member func(key []byte, esc bool) bool) bool {
 		if !member(key, esc) {
 			return false
 		}
+		if s.done {
+			return true
+		}
 		s.ws()
 		if s.eat(',') {
 			continue
@@ -376,6 +458,9 @@ func (s *scanner) event(m *Meta) bool {
 		}
 		span, _, ok := s.strSpan()
 		m.EventType = span
+		if ok {
+			s.enough(m)
+		}
 		return ok
 	})
 }
@@ -395,6 +480,9 @@ func (s *scanner) params(m *Meta) bool {
 		case s.at('"'):
 			span, vesc, ok := s.strSpan()
 			m.SessionID, s.sessionEsc = span, vesc
+			if ok {
+				s.enough(m)
+			}
 			return ok
 		default:
 			// A later sessionId that is not a string overrides an earlier one.
