@@ -84,8 +84,60 @@ func Scan(body []byte, m *Meta) error {
 // its frames ScanHead reads the first 100 to 200 bytes whatever the size.
 // Every other frame is scanned whole, exactly as Scan does.
 func ScanHead(body []byte, m *Meta) error {
+	if eventHead(body, m) {
+		return nil
+	}
 	s := scanner{b: body, head: true}
 	return s.scan(m)
+}
+
+// The head of a session.event as the CLI writes it, up to the sessionId's
+// value, and what separates that value from the event's type.
+var (
+	eventPrefix = []byte(`{"jsonrpc":"2.0","method":"session.event","params":{"sessionId":"`)
+	eventInfix  = []byte(`","event":{"type":"`)
+)
+
+// eventHead is ScanHead's fast path for a session.event laid out exactly as
+// the CLI writes it, with no escape in its sessionId or type. It fills m as
+// the walk would and reports whether it did; anything else takes the walk.
+func eventHead(body []byte, m *Meta) bool {
+	if !bytes.HasPrefix(body, eventPrefix) {
+		return false
+	}
+	sid := len(eventPrefix)
+	sidEnd := closingQuote(body, sid)
+	if sidEnd <= sid || !bytes.HasPrefix(body[sidEnd:], eventInfix) {
+		return false
+	}
+	typ := sidEnd + len(eventInfix)
+	typEnd := closingQuote(body, typ)
+	if typEnd <= typ {
+		return false
+	}
+	const method = len(`{"jsonrpc":"2.0","method":"`)
+	*m = Meta{
+		Kind:      KindNotification,
+		Method:    Span{int32(method), int32(method + len(methodSessionEvent))},
+		SessionID: Span{int32(sid), int32(sidEnd)},
+		EventType: Span{int32(typ), int32(typEnd)},
+	}
+	return true
+}
+
+// closingQuote returns the index of the quote that ends the string whose
+// contents start at i, or -1 when the string holds an escape (or a control
+// byte, or does not end): the walk deals with those.
+func closingQuote(b []byte, i int) int {
+	for j := i; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j
+		case c == '\\' || c < 0x20:
+			return -1
+		}
+	}
+	return -1
 }
 
 func (s *scanner) scan(m *Meta) error {

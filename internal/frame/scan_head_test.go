@@ -5,6 +5,24 @@ import (
 	"testing"
 )
 
+func TestEventHeadFastPath(t *testing.T) {
+	body := benchEvent(40 << 10)
+	var m Meta
+	if !eventHead(body, &m) {
+		t.Fatal("the CLI's layout missed the fast path")
+	}
+	for _, b := range []string{
+		`{"jsonrpc":"2.0","method":"session.event","params":{"sessionId":"a\u0062","event":{"type":"x"}}}`,
+		`{"jsonrpc":"2.0","method":"session.event","params":{"sessionId":"s","event":{"type":"x\"y"}}}`,
+		`{"jsonrpc":"2.0","method":"session.event","params":{"sessionId":"s","ev":{"type":"x"}}}`,
+		`{"jsonrpc":"2.0", "method":"session.event","params":{"sessionId":"s","event":{"type":"x"}}}`,
+	} {
+		if eventHead([]byte(b), &m) {
+			t.Errorf("fast path took %s", b)
+		}
+	}
+}
+
 func TestScanHead(t *testing.T) {
 	const event = `{"jsonrpc":"2.0","method":"session.event","params":{"sessionId":"s1","event":{"type":"assistant.message_delta","data":`
 	tests := []struct {
@@ -86,7 +104,17 @@ func FuzzScanHead(f *testing.F) {
 	}
 	f.Add([]byte(`{"jsonrpc":"2.0","method":"session.event","params":{"sessionId":"s","event":{"type":"x","data":{"a":1}}}}`))
 	f.Add([]byte(`{"method":"session.event","params":{"event":{"type":"x"},"sessionId":"s"},"id":1}`))
+	f.Add([]byte(`{"jsonrpc":"2.0","method":"session.event","params":{"sessionId":"a\"b","event":{"type":"x"}}}`))
+	f.Add([]byte(`{"jsonrpc":"2.0","method":"session.event","params":{"sessionId":"","event":{"type":"x"}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// The fast path agrees with the walk wherever it answers.
+		var fast, walked Meta
+		if eventHead(body, &fast) {
+			s := scanner{b: body, head: true}
+			if err := s.scan(&walked); err != nil || fast != walked {
+				t.Fatalf("eventHead(%q) = %+v; the walk gives %+v, %v", body, fast, walked, err)
+			}
+		}
 		var head, full Meta
 		herr := ScanHead(body, &head)
 		if Scan(body, &full) != nil {
