@@ -22,6 +22,10 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 		"(direct, rpcproxy, haproxy, direct, …). Latencies are measured by the generator: request = write of a request to "+
 		"read of its answer; turn = write of `session.send` to read of `session.idle`.\n\n",
 		r.Settings.Backends, r.Settings.EventsPerTurn, intsRange(r.Settings.EventSizes), m.NProc, r.Settings.Reps)
+	if r.Settings.NoLifecycle {
+		p("**Diagnosis run: the backends sent no `session.lifecycle` notifications** (`--no-lifecycle`; the CLI always " +
+			"sends them), to measure what their broadcast to every connection costs.\n\n")
+	}
 
 	p("## Budget\n\n| what | target | measured | status |\n|---|---|---|---|\n")
 	for _, c := range r.Budget {

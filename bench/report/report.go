@@ -46,6 +46,8 @@ type Settings struct {
 	EventsPerTurn int    `json:"events_per_turn"`
 	EventSizes    []int  `json:"event_sizes"`
 	ProxyCommand  string `json:"proxy_command"`
+	// NoLifecycle: the backends sent no session.lifecycle (a diagnosis run).
+	NoLifecycle bool `json:"no_lifecycle,omitempty"`
 }
 
 // Load is a scenario's load.

@@ -4,6 +4,10 @@
 //
 //	fakecli --headless --port N [--host 127.0.0.1] [--name X] [--events N]
 //	        [--event-sizes 300,4096,40960] [--store-dir DIR] [--log-level L]
+//	        [--no-lifecycle]
+//
+// --no-lifecycle (not a CLI flag) sends no session.lifecycle notifications:
+// the bench uses it to measure what their broadcast costs.
 //
 // Flags it does not know are ignored, as are their values. The connection
 // token comes from COPILOT_CONNECTION_TOKEN. Sessions are kept in
@@ -43,7 +47,9 @@ type options struct {
 	sizes    []int
 	storeDir string
 	logLevel string
-	ignored  []string // unknown flags, reported at debug level
+	// noLifecycle sends no session.lifecycle notifications.
+	noLifecycle bool
+	ignored     []string // unknown flags, reported at debug level
 }
 
 // errUsage marks a command line that cannot be served.
@@ -74,6 +80,8 @@ func parseArgs(args []string) (options, error) {
 		var err error
 		switch name {
 		case "headless":
+		case "no-lifecycle":
+			o.noLifecycle = true
 		case "host":
 			o.host, err = takeValue()
 		case "port", "events":
@@ -170,6 +178,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, st
 		EventsPerTurn: o.events,
 		EventSizes:    o.sizes,
 		Logger:        log,
+		NoLifecycle:   o.noLifecycle,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "fakecli:", err)

@@ -63,6 +63,9 @@ type Config struct {
 	WriteQueue int
 	// Logger receives connection-level logs. Nil means no logging.
 	Logger hclog.Logger
+	// NoLifecycle turns session.lifecycle notifications off. The CLI has no
+	// such switch; the bench uses it to measure what their broadcast costs.
+	NoLifecycle bool
 }
 
 // ErrInvalidConfig is wrapped by every error Validate returns.

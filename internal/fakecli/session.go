@@ -221,6 +221,9 @@ func (s *Server) fanout(b *frame.Buffer, targets []*conn) {
 // lifecycle sends a session.lifecycle notification to every authenticated
 // connection on the server, as the CLI does, attached or not.
 func (s *Server) lifecycle(typ, sessionID string, start, modified time.Time) {
+	if s.cfg.NoLifecycle {
+		return
+	}
 	p := make([]byte, 0, 160+len(sessionID))
 	p = append(p, `{"type":`...)
 	p = appendJSONString(p, typ)

@@ -336,3 +336,29 @@ func TestConcurrentTurns(t *testing.T) {
 	}
 	waitFor(t, "turns counted", func() bool { return s.Stats().Turns == sessions*turns })
 }
+
+// TestNoLifecycle checks the bench's switch: no session.lifecycle at all,
+// the turn itself unchanged.
+func TestNoLifecycle(t *testing.T) {
+	s := startServer(t, Config{Name: "b1", NoLifecycle: true})
+	c := connected(t, s)
+	create(t, c, "s-1")
+	var sent struct {
+		MessageID string `json:"messageId"`
+	}
+	if err := c.Call(ctx(t), "session.send", map[string]any{"sessionId": "s-1", "prompt": "hello"}, &sent); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := c.Next(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Method == "session.lifecycle" {
+			t.Fatalf("lifecycle sent: %s", m.Params)
+		}
+		if ev, ok := m.Event(); ok && ev.Type == "session.idle" {
+			return
+		}
+	}
+}

@@ -50,6 +50,7 @@ type bench struct {
 	backends, reps             int
 	events                     int
 	sizes                      []int
+	noLifecycle                bool // backends send no session.lifecycle
 	modes                      []string
 	scratch                    string // logs and generated configs
 	nofile                     uint64 // open files limit
@@ -76,6 +77,7 @@ func run(ctx context.Context, args []string) error {
 		"scenarios to run, in order")
 	events := fs.Int("events", loadgen.DefaultEventsPerTurn, "session.event notifications per turn")
 	sizes := fs.String("event-sizes", loadgen.FormatSizes(loadgen.DefaultEventSizes), "delta sizes in bytes, cycled")
+	noLifecycle := fs.Bool("no-lifecycle", false, "backends send no session.lifecycle (a diagnosis: the CLI always sends them)")
 	idleConns := fs.Int("idle-conns", 10000, "idle client connections (lowered to fit the open files limit)")
 	think := fs.Duration("think", 2*time.Second, "mean think time of the 1,000-session scenario")
 	loneThink := fs.Duration("lone-think", 0, "mean think time of the lone session")
@@ -92,7 +94,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	b := &bench{
 		rpcproxy: filepath.Join(*bin, "rpcproxy"), fakecli: filepath.Join(*bin, "fakecli"),
-		backends: *backends, reps: *reps, events: *events, sizes: sz, log: os.Stderr,
+		backends: *backends, reps: *reps, events: *events, sizes: sz, noLifecycle: *noLifecycle, log: os.Stderr,
 		modes: []string{report.ModeDirect, report.ModeRPCProxy},
 	}
 	if *proxyBin != "" {
@@ -138,7 +140,7 @@ func run(ctx context.Context, args []string) error {
 	rep := &report.Report{
 		Timestamp: stamp,
 		Machine:   machine,
-		Settings: report.Settings{Backends: b.backends, Reps: b.reps, EventsPerTurn: b.events, EventSizes: b.sizes,
+		Settings: report.Settings{Backends: b.backends, Reps: b.reps, EventsPerTurn: b.events, EventSizes: b.sizes, NoLifecycle: b.noLifecycle,
 			ProxyCommand: b.rpcproxy + " serve --listen 127.0.0.1:PORT --backend … --log-level warn"},
 	}
 	b.logf("bench %s: modes %v, %d repetitions, %d backends; logs in %s", stamp, b.modes, b.reps, b.backends, b.scratch)

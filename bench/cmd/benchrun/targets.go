@@ -24,6 +24,9 @@ type pool struct {
 func (b *bench) startFakePool(ctx context.Context, tag string) (*pool, error) {
 	args := []string{"--headless", "--port", "0", "--log-level", "warn",
 		"--events", strconv.Itoa(b.events), "--event-sizes", loadgen.FormatSizes(b.sizes)}
+	if b.noLifecycle {
+		args = append(args, "--no-lifecycle")
+	}
 	return b.startPool(ctx, tag, b.fakecli, args)
 }
 
