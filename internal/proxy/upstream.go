@@ -165,39 +165,51 @@ func (u *upstream) readLoop() {
 			u.fail(err)
 			return
 		}
-		// The backend is trusted past the head of its events: they are most
-		// of the bytes, and nothing after their type is needed to route them.
-		if err := frame.ScanHead(buf.B, &m); err != nil {
-			c.log().Warn("backend frame is not a JSON object; dropped", "backend", u.backend.Name, "bytes", len(buf.B))
-			buf.Release()
-			continue
-		}
+		// flush: nothing more at hand, so what this reader wrote to the
+		// client goes out after this frame, whether the frame itself is
+		// written, dropped or answers the proxy.
 		flush := !u.r.Ready()
-		switch m.Kind {
-		case frame.KindNotification:
-			if !c.wants(u, buf.B, &m) {
-				buf.Release()
-				if flush {
-					c.flush()
-				}
-				continue
-			}
-			c.noteTurnEnd(buf.B, &m)
-			c.send(outFrame{buf: buf}, flush)
-		case frame.KindResponse:
-			u.deliver(buf, &m, flush)
-		case frame.KindRequest:
-			id := c.registerS2C(u, m.ID.Of(buf.B))
-			c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: id}, flush)
-		default:
-			c.log().Warn("backend message is neither request, response nor notification; dropped", "backend", u.backend.Name)
-			buf.Release()
+		if !u.handle(buf, &m, flush) && flush {
+			c.flush()
 		}
 	}
 }
 
-// deliver routes a backend's response to whoever asked.
-func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) {
+// handle passes one backend frame on and reports whether it was written to
+// the client with flush (so the caller need not flush).
+func (u *upstream) handle(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
+	c := u.c
+	// The backend is trusted past the head of its events and answers: they
+	// are most of the bytes, and nothing after their head routes them.
+	if err := frame.ScanHead(buf.B, m); err != nil {
+		c.log().Warn("backend frame is not a JSON object; dropped", "backend", u.backend.Name, "bytes", len(buf.B))
+		buf.Release()
+		return false
+	}
+	switch m.Kind {
+	case frame.KindNotification:
+		if !c.wants(u, buf.B, m) {
+			buf.Release()
+			return false
+		}
+		c.noteTurnEnd(buf.B, m)
+		c.send(outFrame{buf: buf}, flush)
+		return true
+	case frame.KindResponse:
+		return u.deliver(buf, m, flush)
+	case frame.KindRequest:
+		id := c.registerS2C(u, m.ID.Of(buf.B))
+		c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: id}, flush)
+		return true
+	}
+	c.log().Warn("backend message is neither request, response nor notification; dropped", "backend", u.backend.Name)
+	buf.Release()
+	return false
+}
+
+// deliver routes a backend's response to whoever asked, and reports whether
+// it was written to the client (with flush).
+func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 	id, ok := parseUint(m.ID.Of(buf.B))
 	u.mu.Lock()
 	p, found := u.pending[id]
@@ -208,20 +220,21 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) {
 	if !ok || !found {
 		u.c.log().Debug("backend answered an unknown request; dropped", "backend", u.backend.Name)
 		buf.Release()
-		return
+		return false
 	}
 	if p.fan != nil || p.wait != nil {
 		result, rerr := decodeResponse(buf.B)
 		buf.Release()
 		if p.wait != nil {
 			p.wait <- internalResult{result: result, err: rerr}
-			return
+			return false
 		}
 		p.fan.deliver(p.part, result, rerr)
-		return
+		return false
 	}
 	u.c.pending.Add(-1)
 	u.c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: p.client}, flush)
+	return true
 }
 
 // forward writes a client request with a fresh upstream id and records p for
