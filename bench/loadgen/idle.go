@@ -9,19 +9,22 @@ import (
 	"time"
 )
 
-// IdleSet is a set of idle SDK connections: each did connect and one
-// session.create, and then only reads what the server pushes (lifecycle
-// notifications). The bench measures what they cost a proxy to hold.
+// IdleSet is a set of idle SDK connections: each did connect and
+// SessionsPerConn session.creates (one when unset), and then only reads what
+// the server pushes (lifecycle notifications). The bench measures what they
+// cost a proxy to hold.
 type IdleSet struct {
 	conns []*conn
 }
 
 // OpenIdle opens cfg.Conns idle connections to cfg.Targets (round robin),
-// cfg.SetupParallel at a time, using Targets, Conns, Token, RunID,
-// DialTimeout, OpTimeout and SetupParallel. On error every connection opened
-// is closed.
+// cfg.SetupParallel at a time, using Targets, Conns, SessionsPerConn, Token,
+// RunID, DialTimeout, OpTimeout and SetupParallel. On error every connection
+// opened is closed.
 func OpenIdle(ctx context.Context, cfg Config) (*IdleSet, error) {
-	cfg.SessionsPerConn = 1
+	if cfg.SessionsPerConn == 0 {
+		cfg.SessionsPerConn = 1
+	}
 	if cfg.Duration == 0 && cfg.Turns == 0 {
 		cfg.Turns = 1 // not used; satisfies Validate
 	}
@@ -76,8 +79,11 @@ func openIdleOne(ctx context.Context, i int, cfg *Config, clk clock, win *window
 	c := newConn(i, nc, cfg, clk, win)
 	c.start()
 	err = c.connect(cfg.Token, cfg.DialTimeout)
-	if err == nil {
-		err = c.sessions[0].create(nil)
+	for _, s := range c.sessions {
+		if err != nil {
+			break
+		}
+		err = s.create(nil)
 	}
 	if err != nil {
 		c.close()
@@ -129,4 +135,15 @@ func (s *IdleSet) Close() {
 			<-c.done
 		}
 	}
+}
+
+// Sessions is the number of sessions the set holds.
+func (s *IdleSet) Sessions() int {
+	n := 0
+	for _, c := range s.conns {
+		if c != nil {
+			n += len(c.sessions)
+		}
+	}
+	return n
 }

@@ -18,6 +18,7 @@ const (
 	MaxLoneAddedP50us  = 30.0       // rpcproxy turn p50 minus direct, lone session
 	MaxAddedP99us      = 100.0      // rpcproxy p99 minus direct, 1,000 sessions
 	MaxIdleBytes       = 20 << 10   // proxy RSS per idle client connection
+	HeldSessions       = 100_000    // sessions the proxy must hold at once
 	MaxRouteNs         = 1000.0     // route key + ring lookup per frame
 	RouteBenchPrefix   = "RouteKey" // micro-benchmarks held to MaxRouteNs and 0 allocs
 )
@@ -71,6 +72,11 @@ func (r *Report) Evaluate() {
 			fmt.Sprintf("%.1f KiB", r.Idle.PerConnBytes/1024), r.Idle.PerConnBytes <= MaxIdleBytes, true)
 	} else {
 		add("proxy RSS per idle client connection", "<= 20 KiB", "not run", false, false)
+	}
+	if h := r.Held; h != nil && h.Conns > 0 {
+		add(fmt.Sprintf("sessions held (%d connections × %d)", h.Conns, h.Sessions/max(1, h.Conns)), fmt.Sprintf(">= %d", HeldSessions),
+			fmt.Sprintf("%d, %d connections still open, %.2f KiB RSS per session", h.Sessions, h.Alive, h.PerSessionBytes/1024),
+			h.Sessions >= HeldSessions && h.Alive == h.Conns, true)
 	}
 	for _, m := range r.Micro {
 		if !strings.Contains(m.Name, RouteBenchPrefix) {

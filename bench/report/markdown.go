@@ -122,6 +122,15 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 		p("\n\n")
 	}
 
+	if h := r.Held; h != nil {
+		p("## Sessions held\n\n")
+		p("%d SDK connections with %d sessions each (%d sessions; the proxy holds one upstream connection per client per "+
+			"backend its sessions landed on), against %s. Proxy RSS %s before, %s after (peak %s), %d connections still open: "+
+			"**%.2f KiB per session**, connections included (setup %.1f s).\n\n",
+			h.Conns, h.Sessions/max(1, h.Conns), h.Sessions, h.Backend, MiB(h.RSSBefore), MiB(h.RSSAfter), MiB(h.PeakAfter),
+			h.Alive, h.PerSessionBytes/1024, h.SetupSec)
+	}
+
 	if len(r.Micro) > 0 {
 		p("## Micro-benchmarks\n\n| benchmark | ns/op | MB/s | B/op | allocs/op |\n|---|--:|--:|--:|--:|\n")
 		for _, mb := range r.Micro {

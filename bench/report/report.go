@@ -22,6 +22,7 @@ type Report struct {
 	Settings  Settings    `json:"settings"`
 	Scenarios []*Scenario `json:"scenarios"`
 	Idle      *Idle       `json:"idle,omitempty"`
+	Held      *Held       `json:"held,omitempty"`
 	Micro     []Micro     `json:"micro,omitempty"`
 	// Budget is filled by Evaluate.
 	Budget []Check  `json:"budget"`
@@ -148,6 +149,19 @@ type Idle struct {
 	PerConnBytes float64 `json:"per_conn_bytes"`
 	Alive        int     `json:"alive"`
 	Note         string  `json:"note,omitempty"`
+}
+
+// Held is the cost of many sessions held open on the proxy.
+type Held struct {
+	Conns           int     `json:"conns"`
+	Sessions        int     `json:"sessions"`
+	Backend         string  `json:"backend"`
+	SetupSec        float64 `json:"setup_sec"`
+	RSSBefore       int64   `json:"rss_before_bytes"`
+	RSSAfter        int64   `json:"rss_after_bytes"`
+	PeakAfter       int64   `json:"peak_rss_bytes"`
+	PerSessionBytes float64 `json:"per_session_bytes"`
+	Alive           int     `json:"alive"`
 }
 
 // Micro is one testing.B result.

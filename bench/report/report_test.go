@@ -27,6 +27,7 @@ func sampleReport() *Report {
 		Timestamp: "20250101T000000Z",
 		Scenarios: []*Scenario{s, lone},
 		Idle:      &Idle{Conns: 1000, PerConnBytes: 30 << 10},
+		Held:      &Held{Conns: 2000, Sessions: 100000, Alive: 1999, PerSessionBytes: 1100},
 		Micro:     []Micro{{Name: "bench.BenchmarkRouteKeySmall", NsPerOp: 200}, {Name: "bench.BenchmarkRouteKey40KiB", NsPerOp: 5000}},
 	}
 	r.Evaluate()
@@ -56,6 +57,7 @@ func TestEvaluate(t *testing.T) {
 		"added turn latency, lone session":                      "met",    // +20 µs
 		"added latency, 1,000 sessions":                         "n/a",
 		"proxy RSS per idle client connection":                  "missed",
+		"sessions held":                                         "missed", // a connection was lost
 		"route key + ring lookup: bench.BenchmarkRouteKeySmall": "met",
 		"route key + ring lookup: bench.BenchmarkRouteKey40KiB": "missed",
 	}
@@ -82,7 +84,7 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{"## Budget", "**MISSED**", "## Scenario a: throughput", "| rpcproxy | 990 |",
-		"rpcproxy / direct: turns/s ×0.900", "![latency distributions](x.svg)", "## Idle client connections", "## Micro-benchmarks",
+		"rpcproxy / direct: turns/s ×0.900", "![latency distributions](x.svg)", "## Idle client connections", "## Sessions held", "## Micro-benchmarks",
 		"1 repetition(s) had failures"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, out)

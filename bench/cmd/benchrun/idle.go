@@ -13,12 +13,64 @@ import (
 // runIdle measures the proxy's resident memory per idle client connection:
 // n SDK connections that did connect and one session.create, held open.
 func (b *bench) runIdle(ctx context.Context, n int) (*report.Idle, error) {
-	p, err := b.startStubPool(ctx, "idle")
+	h, err := b.hold(ctx, "idle", n, 1)
+	if err != nil {
+		return nil, err
+	}
+	return &report.Idle{
+		Conns:        n,
+		Backend:      b.stubDescription(),
+		SetupSec:     h.setup.Seconds(),
+		RSSBefore:    h.before.RSS,
+		RSSAfter:     h.after.RSS,
+		PeakAfter:    h.after.Peak,
+		PerConnBytes: float64(h.after.RSS-h.before.RSS) / float64(n),
+		Alive:        h.alive,
+	}, nil
+}
+
+// runHeld measures holding many sessions: conns connections with
+// sessionsPerConn sessions each, idle after their session.create.
+func (b *bench) runHeld(ctx context.Context, conns, sessionsPerConn int) (*report.Held, error) {
+	h, err := b.hold(ctx, "held", conns, sessionsPerConn)
+	if err != nil {
+		return nil, err
+	}
+	return &report.Held{
+		Conns:           conns,
+		Sessions:        h.sessions,
+		Backend:         b.stubDescription(),
+		SetupSec:        h.setup.Seconds(),
+		RSSBefore:       h.before.RSS,
+		RSSAfter:        h.after.RSS,
+		PeakAfter:       h.after.Peak,
+		PerSessionBytes: float64(h.after.RSS-h.before.RSS) / float64(max(1, h.sessions)),
+		Alive:           h.alive,
+	}, nil
+}
+
+func (b *bench) stubDescription() string {
+	return fmt.Sprintf("%d stub backends (answer connect/ping/session.create, push nothing)", b.backends)
+}
+
+// held is what hold measured.
+type held struct {
+	before, after procstat.Memory
+	setup         time.Duration
+	alive         int
+	sessions      int
+}
+
+// hold starts stub backends and rpcproxy, opens n idle connections with
+// sessionsPerConn sessions each, and reads the proxy's memory before and
+// after them.
+func (b *bench) hold(ctx context.Context, tag string, n, sessionsPerConn int) (*held, error) {
+	p, err := b.startStubPool(ctx, tag)
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
-	t, err := b.openMode(ctx, report.ModeRPCProxy, "idle", p)
+	t, err := b.openMode(ctx, report.ModeRPCProxy, tag, p)
 	if err != nil {
 		return nil, err
 	}
@@ -26,41 +78,31 @@ func (b *bench) runIdle(ctx context.Context, n int) (*report.Idle, error) {
 	pid := t.proxy.pid()
 
 	// A few connections first, so what the proxy allocates once (pools,
-	// health checks, the first upstream) is in the baseline.
-	warm, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: t.addrs, Conns: 8, RunID: "idle-warm"})
+	// health checks, the first upstreams) is in the baseline.
+	warm, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: t.addrs, Conns: 8, SessionsPerConn: sessionsPerConn, RunID: tag + "-warm"})
 	if err != nil {
 		return nil, err
 	}
 	defer warm.Close()
-	before, err := settledMemory(ctx, pid)
-	if err != nil {
+	h := &held{}
+	if h.before, err = settledMemory(ctx, pid); err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	set, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: t.addrs, Conns: n, RunID: "idle", SetupParallel: 32})
+	set, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: t.addrs, Conns: n, SessionsPerConn: sessionsPerConn, RunID: tag, SetupParallel: 32})
 	if err != nil {
-		return nil, fmt.Errorf("opening %d idle connections: %w", n, err)
+		return nil, fmt.Errorf("opening %d idle connections with %d sessions each: %w", n, sessionsPerConn, err)
 	}
 	defer set.Close()
-	setup := time.Since(start)
-	after, err := settledMemory(ctx, pid)
-	if err != nil {
+	h.setup = time.Since(start)
+	if h.after, err = settledMemory(ctx, pid); err != nil {
 		return nil, err
 	}
-	alive := set.Alive()
+	h.alive, h.sessions = set.Alive(), set.Sessions()
 	// The proxy stops while the connections are still open (a profiling
 	// build writes its heap profile then).
 	t.close()
-	return &report.Idle{
-		Conns:        n,
-		Backend:      fmt.Sprintf("%d stub backends (answer connect/ping/session.create, push nothing)", b.backends),
-		SetupSec:     setup.Seconds(),
-		RSSBefore:    before.RSS,
-		RSSAfter:     after.RSS,
-		PeakAfter:    after.Peak,
-		PerConnBytes: float64(after.RSS-before.RSS) / float64(n),
-		Alive:        alive,
-	}, nil
+	return h, nil
 }
 
 // settledMemory waits until the process's RSS changes by less than 1% over

@@ -63,7 +63,10 @@ func (b *bench) logf(format string, args ...any) {
 }
 
 // Scenario names accepted by --scenarios, besides the report's.
-const scenarioIdle = "idle"
+const (
+	scenarioIdle = "idle"
+	scenarioHeld = "sessions"
+)
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
@@ -73,12 +76,14 @@ func run(ctx context.Context, args []string) error {
 	backends := fs.Int("backends", 3, "fake CLI server processes")
 	reps := fs.Int("reps", 3, "repetitions of every mode in every scenario")
 	scale := fs.Float64("scale", 1, "multiplies every window and warm-up (0.2 for a quick look)")
-	scenarios := fs.String("scenarios", strings.Join([]string{report.ScenarioThroughput, report.ScenarioLone, report.ScenarioConcurrent, scenarioIdle}, ","),
+	scenarios := fs.String("scenarios", strings.Join([]string{report.ScenarioThroughput, report.ScenarioLone, report.ScenarioConcurrent, scenarioIdle, scenarioHeld}, ","),
 		"scenarios to run, in order")
 	events := fs.Int("events", loadgen.DefaultEventsPerTurn, "session.event notifications per turn")
 	sizes := fs.String("event-sizes", loadgen.FormatSizes(loadgen.DefaultEventSizes), "delta sizes in bytes, cycled")
 	noLifecycle := fs.Bool("no-lifecycle", false, "backends send no session.lifecycle (a diagnosis: the CLI always sends them)")
 	idleConns := fs.Int("idle-conns", 10000, "idle client connections (lowered to fit the open files limit)")
+	heldSessions := fs.Int("held-sessions", report.HeldSessions, "sessions held at once in the sessions scenario")
+	heldConns := fs.Int("held-conns", 2000, "connections the held sessions are spread over")
 	think := fs.Duration("think", 2*time.Second, "mean think time of the 1,000-session scenario")
 	loneThink := fs.Duration("lone-think", 0, "mean think time of the lone session")
 	micro := fs.String("micro", "", "`go test -bench -benchmem` output to include")
@@ -181,6 +186,20 @@ func run(ctx context.Context, args []string) error {
 			}
 			b.logf("  idle: RSS %s -> %s, %.1f KiB per connection", report.MiB(idle.RSSBefore), report.MiB(idle.RSSAfter), idle.PerConnBytes/1024)
 			rep.Idle = idle
+			continue
+		}
+		if name == scenarioHeld {
+			if *heldConns <= 0 || *heldSessions < *heldConns {
+				return fmt.Errorf("sessions: --held-sessions %d over --held-conns %d", *heldSessions, *heldConns)
+			}
+			per := (*heldSessions + *heldConns - 1) / *heldConns
+			b.logf("sessions: %d connections × %d sessions", *heldConns, per)
+			h, err := b.runHeld(ctx, *heldConns, per)
+			if err != nil {
+				return fmt.Errorf("sessions: %w", err)
+			}
+			b.logf("  sessions: %d held, RSS %s -> %s, %.2f KiB per session", h.Sessions, report.MiB(h.RSSBefore), report.MiB(h.RSSAfter), h.PerSessionBytes/1024)
+			rep.Held = h
 			continue
 		}
 		s, ok := all[name]
