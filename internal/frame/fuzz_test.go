@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"testing"
 )
 
@@ -71,6 +72,28 @@ func FuzzReader(f *testing.F) {
 		buf.Release()
 		if _, err := r.Read(); !errors.Is(err, io.EOF) {
 			t.Fatalf("after the frame: %v, want io.EOF", err)
+		}
+	})
+}
+
+// FuzzQuickHeader checks the fast header path against the line-by-line
+// one: wherever quickHeader answers, readHeader reads the same length and
+// stops at the same byte.
+func FuzzQuickHeader(f *testing.F) {
+	f.Add([]byte("Content-Length: 12\r\n\r\n{}"))
+	f.Add([]byte("Content-Length: 0\r\n\r\n"))
+	f.Add([]byte("Content-Length: 007\r\n\r\nx"))
+	f.Add([]byte("Content-Length: 99999999999999\r\n\r\n"))
+	f.Add([]byte("Content-Length: 5\r\nContent-Type: x\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		end, n := quickHeader(data)
+		if n < 0 {
+			return
+		}
+		r := NewReader(bytes.NewReader(data), nil, Limits{MaxBody: math.MaxInt})
+		got, err := r.readHeader()
+		if err != nil || got != n || r.in.r != end {
+			t.Fatalf("quickHeader(%q) = %d, %d; readHeader = %d, %v at %d", data, end, n, got, err, r.in.r)
 		}
 	})
 }

@@ -98,7 +98,10 @@ func (r *Reader) Read() (*Buffer, error) {
 	if err := r.in.wait(); err != nil {
 		return nil, err
 	}
-	n, err := r.readHeader()
+	n, err := r.quickHeader()
+	if n < 0 {
+		n, err = r.readHeader()
+	}
 	if err != nil {
 		r.clearDeadline()
 		return nil, err
@@ -119,6 +122,42 @@ func (r *Reader) Read() (*Buffer, error) {
 }
 
 var contentLength = []byte("content-length")
+
+// quickHeader consumes a buffered header written exactly as the SDK and
+// the CLI write it, "Content-Length: N\r\n\r\n", and returns N; -1 for any
+// other header (or one not all buffered, or over MaxBody), which readHeader
+// then reads line by line and judges.
+func (r *Reader) quickHeader() (int, error) {
+	end, n := quickHeader(r.in.bytes())
+	if n < 0 || n > r.limits.MaxBody {
+		return -1, nil
+	}
+	r.in.r += end
+	return n, nil
+}
+
+var quickPrefix = []byte("Content-Length: ")
+
+// quickHeader parses "Content-Length: N\r\n\r\n" at the start of buf and
+// returns where the body starts and N, or n = -1.
+func quickHeader(buf []byte) (end, n int) {
+	if !bytes.HasPrefix(buf, quickPrefix) {
+		return 0, -1
+	}
+	i := len(quickPrefix)
+	digits := i
+	for i < len(buf) && i-digits < 12 && '0' <= buf[i] && buf[i] <= '9' {
+		i++
+	}
+	if i == digits || len(buf)-i < 4 || string(buf[i:i+4]) != "\r\n\r\n" {
+		return 0, -1
+	}
+	n, ok := parseLength(buf[digits:i])
+	if !ok {
+		return 0, -1
+	}
+	return i + 4, n
+}
 
 // readHeader reads header lines up to the empty line and returns Content-Length.
 func (r *Reader) readHeader() (int, error) {
@@ -247,6 +286,9 @@ func (r *Reader) Ready() bool {
 // where the body starts and its length; ok is false when the header is not
 // all there or is not valid (Read will report the problem).
 func bufferedHeader(buf []byte) (end, length int, ok bool) {
+	if end, n := quickHeader(buf); n >= 0 {
+		return end, n, true
+	}
 	length = -1
 	for i := 0; i < DefaultMaxHeaders; i++ {
 		nl := bytes.IndexByte(buf[end:], '\n')
