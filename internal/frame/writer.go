@@ -55,10 +55,36 @@ func (w *Writer) WriteWithID(body []byte, start, end int, id []byte) error {
 	if err := w.write(body[:start]); err != nil {
 		return err
 	}
-	if err := w.write(id); err != nil {
+	if err := w.writeCopy(id); err != nil {
 		return err
 	}
 	return w.write(body[end:])
+}
+
+// writeCopy writes a short p by copying it into the buffer, so that p does
+// not escape: callers pass ids that live in their own (stack) values.
+func (w *Writer) writeCopy(p []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	b := w.buffer()
+	if len(p) <= b.Available() {
+		_, err := b.Write(append(b.AvailableBuffer(), p...))
+		return w.setErr(err)
+	}
+	for _, c := range p {
+		if err := b.WriteByte(c); err != nil {
+			return w.setErr(err)
+		}
+	}
+	return nil
+}
+
+func (w *Writer) setErr(err error) error {
+	if err != nil {
+		w.err = err
+	}
+	return err
 }
 
 func (w *Writer) header(n int) error {
