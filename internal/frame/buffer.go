@@ -43,7 +43,7 @@ func Copy(p []byte) *Buffer {
 }
 
 // Release returns b to its pool. b must not be used afterwards. Release of
-// nil is a no-op.
+// nil, of an unpooled Buffer or of one a Reader lent is a no-op.
 func (b *Buffer) Release() {
 	if b == nil || b.class < 0 {
 		return

@@ -37,15 +37,26 @@ func FuzzReader(f *testing.F) {
 		// bigger than the limit.
 		limits := Limits{MaxBody: 1 << 10, MaxHeaderLine: 256}
 		r := NewReader(&splitReader{data: stream, cuts: []int{int(cut)}}, nil, limits)
+		// A lending Reader over the same bytes gives the same frames and error.
+		lr := NewReader(&splitReader{data: stream, cuts: []int{int(cut)}}, nil, limits)
+		lr.Lend()
 		for i := 0; ; i++ {
 			buf, err := r.Read()
+			lbuf, lerr := lr.Read()
+			if (err == nil) != (lerr == nil) || err != nil && err.Error() != lerr.Error() {
+				t.Fatalf("frame %d: Read error %v, lending Read error %v", i, err, lerr)
+			}
 			if err != nil {
 				break
+			}
+			if !bytes.Equal(buf.B, lbuf.B) {
+				t.Fatalf("frame %d: lending Read gave other bytes", i)
 			}
 			if len(buf.B) > limits.MaxBody {
 				t.Fatalf("frame of %d bytes over MaxBody", len(buf.B))
 			}
 			buf.Release()
+			lbuf.Release()
 			if i > len(stream) {
 				t.Fatal("more frames than bytes")
 			}

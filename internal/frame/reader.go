@@ -78,6 +78,10 @@ type Reader struct {
 	limits   Limits
 	dl       Deadliner
 	deadline bool // a frame deadline is set on dl and must be cleared
+	// lend: bodies already buffered are returned in place (see Lend); lent:
+	// the last one was, and the buffer holding it is kept until the next Read.
+	lend, lent bool
+	view       Buffer
 }
 
 // NewReader returns a Reader over r. dl may be nil; it is used only when
@@ -90,10 +94,22 @@ func NewReader(r io.Reader, dl Deadliner, limits Limits) *Reader {
 // A forwarder flushes its writes when this is zero: nothing more is at hand.
 func (r *Reader) Buffered() int { return r.in.buffered() }
 
+// Lend makes Read return a body that is already whole in the read buffer in
+// place, without copying it out: the Buffer is then valid only until the next
+// Read (its Release does nothing). For a caller that is done with each frame
+// before it reads the next, as a forwarder is.
+func (r *Reader) Lend() { r.lend = true }
+
 // Read returns the next message body in a pooled Buffer that the caller owns
-// and must Release. At a clean end of stream between frames it returns io.EOF;
-// a stream that ends inside a frame gives io.ErrUnexpectedEOF.
+// and must Release (with Lend, possibly one lent until the next Read). At a
+// clean end of stream between frames it returns io.EOF; a stream that ends
+// inside a frame gives io.ErrUnexpectedEOF.
 func (r *Reader) Read() (*Buffer, error) {
+	if r.lent {
+		// The lent body is dead now: its buffer may be compacted or given back.
+		r.lent, r.view = false, Buffer{}
+		r.in.release()
+	}
 	// Wait for the first byte of a frame with no deadline: idle peers are fine.
 	if err := r.in.wait(); err != nil {
 		return nil, err
@@ -105,6 +121,14 @@ func (r *Reader) Read() (*Buffer, error) {
 	if err != nil {
 		r.clearDeadline()
 		return nil, err
+	}
+	if r.lend && n <= r.in.buffered() {
+		start := r.in.r
+		r.in.r += n
+		r.view = Buffer{B: r.in.buf[start:r.in.r:r.in.r], class: -1}
+		r.lent = true
+		r.clearDeadline()
+		return &r.view, nil
 	}
 	buf := Get(n)
 	if n > r.in.buffered() {

@@ -624,3 +624,50 @@ func TestReaderReady(t *testing.T) {
 		}
 	}
 }
+
+// TestLend: with Lend, a body already buffered comes back in place (no copy)
+// and stays intact until the next Read; bodies that are not whole in the
+// buffer still come back in a Buffer of their own; the stream reads the same.
+func TestLend(t *testing.T) {
+	var stream bytes.Buffer
+	w := NewWriter(&stream)
+	bodies := [][]byte{[]byte(`{"a":1}`), bytes.Repeat([]byte("x"), 300<<10), []byte(`{"b":2}`), []byte(`{}`)}
+	for _, b := range bodies {
+		if err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(&splitReader{data: stream.Bytes(), cuts: []int{40, 70000}}, nil, Limits{})
+	r.Lend()
+	lent := 0
+	for i, want := range bodies {
+		buf, err := r.Read()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if !bytes.Equal(buf.B, want) {
+			t.Fatalf("frame %d: %d bytes, want %d", i, len(buf.B), len(want))
+		}
+		if buf == &r.view {
+			lent++
+		}
+		// Ready looks ahead without disturbing the lent body.
+		_ = r.Ready()
+		if !bytes.Equal(buf.B, want) {
+			t.Fatalf("frame %d changed before the next Read", i)
+		}
+		buf.Release()
+	}
+	if lent == 0 || lent == len(bodies) {
+		t.Errorf("%d of %d bodies lent: want some lent, the 300 KiB one copied", lent, len(bodies))
+	}
+	if _, err := r.Read(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+	if r.in.big != nil {
+		t.Error("the large buffer is held after the stream drained")
+	}
+}

@@ -72,6 +72,9 @@ func dialUpstream(c *clientConn, b *router.Backend) (*upstream, error) {
 		w:       frame.NewWriter(conn),
 		pending: make(map[uint64]pendingReq),
 	}
+	// Every backend frame is done with (written to the client, decoded or
+	// dropped) before the next is read: bodies can stay in the read buffer.
+	u.r.Lend()
 	_ = conn.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
 	result, err := u.call("connect", c.upstreamConnectParams(b.Token))
 	var re *rpcError
