@@ -125,10 +125,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Duration > 0 {
 		win.end.Store(t0 + int64(cfg.Warmup+cfg.Duration))
 	}
-	close(begin)
 
 	// The window: counters sampled at its edges.
 	var before, after Snapshot
+	opened := cfg.Warmup <= 0
+	if opened {
+		// No warm-up: the window opens before the first turn starts, so
+		// every request of the run is inside it.
+		before = snapshot(conns)
+		if cfg.OnWindow != nil {
+			cfg.OnWindow(true)
+		}
+	}
+	close(begin)
 	remaining := nSessions
 	var failures []string
 	collect := func(err error) {
@@ -154,8 +163,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 	}
-	started := waitUntil(win.start.Load())
-	if started {
+	started := opened || waitUntil(win.start.Load())
+	if started && !opened {
 		before = snapshot(conns)
 		if cfg.OnWindow != nil {
 			cfg.OnWindow(true)
