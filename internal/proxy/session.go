@@ -29,8 +29,9 @@ type session struct {
 	// session.resume: what a resume elsewhere must carry again (tools,
 	// provider, flags). In memory only; never logged.
 	resume json.RawMessage
-	// inTurn is set by session.send and cleared by session.idle: a session
-	// moves between backends only between turns.
+	// inTurn is set when a session.send is tracked on an upstream and
+	// cleared by session.idle (or the send's refusal): a session moves
+	// between backends only between turns.
 	inTurn atomic.Bool
 	// deleted: the client deleted the session. It is kept (without its
 	// params) so the backend's session.deleted lifecycle still reaches it.
@@ -157,8 +158,7 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 	s.up = u
 	var turn *session
 	if string(method) == "session.send" {
-		s.inTurn.Store(true)
-		turn = s
+		turn = s // in a turn once the send is tracked on u (upstream.track)
 	}
 	c.forwardVia(u, body, m, turn)
 }

@@ -235,6 +235,9 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 		p.fan.deliver(p.part, result, rerr)
 		return false
 	}
+	if p.turn != nil && m.HasError {
+		p.turn.inTurn.Store(false) // the send was refused: no turn runs
+	}
 	u.c.pending.Add(-1)
 	u.c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: p.client}, flush)
 	return true
@@ -273,6 +276,13 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 		p.sent = time.Now().UnixNano()
 	}
 	u.pending[u.nextID] = p
+	if p.turn != nil {
+		// Under u.mu: fail either finds this send pending (the turn never
+		// started) or runs before it and it is refused here. A turn marked
+		// outside the lock could be "ended" by fail with a session.idle of a
+		// turn that was never sent.
+		p.turn.inTurn.Store(true)
+	}
 	if p.own() {
 		u.c.pending.Add(1)
 	}

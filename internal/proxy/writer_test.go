@@ -36,3 +36,18 @@ func TestSendAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestTurnMarkedOnlyWhenTracked: a session.send that loses the race with
+// its upstream's failure is refused by track and must not leave the session
+// "in a turn" (fail would then end, with a session.idle, a turn that was
+// never sent; the failover bench saw that idle end the client's next turn).
+func TestTurnMarkedOnlyWhenTracked(t *testing.T) {
+	s := &session{}
+	u := &upstream{closed: true}
+	if _, err := u.track(pendingReq{turn: s}); err == nil {
+		t.Fatal("track on a closed upstream succeeded")
+	}
+	if s.inTurn.Load() {
+		t.Fatal("a refused send left the session in a turn")
+	}
+}
