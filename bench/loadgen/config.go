@@ -27,6 +27,9 @@ type Config struct {
 	// SessionsPerConn is the number of sessions on each connection (S).
 	// Required, > 0, at most 65535.
 	SessionsPerConn int
+	// ConnectOnly makes OpenIdle's connections stop after connect: no
+	// session.create (an SDK client started with no session yet).
+	ConnectOnly bool
 	// Turns bounds the turns each session plays; 0 plays until Duration ends.
 	Turns int
 	// Duration is the measured window. With Turns set it may be 0: the run

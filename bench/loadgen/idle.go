@@ -14,7 +14,8 @@ import (
 // the server pushes (lifecycle notifications). The bench measures what they
 // cost a proxy to hold.
 type IdleSet struct {
-	conns []*conn
+	conns       []*conn
+	connectOnly bool
 }
 
 // OpenIdle opens cfg.Conns idle connections to cfg.Targets (round robin),
@@ -35,7 +36,7 @@ func OpenIdle(ctx context.Context, cfg Config) (*IdleSet, error) {
 	clk := clock{epoch: time.Now()}
 	win := newWindow()
 
-	set := &IdleSet{conns: make([]*conn, cfg.Conns)}
+	set := &IdleSet{conns: make([]*conn, cfg.Conns), connectOnly: cfg.ConnectOnly}
 	sem := make(chan struct{}, cfg.SetupParallel)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -80,7 +81,7 @@ func openIdleOne(ctx context.Context, i int, cfg *Config, clk clock, win *window
 	c.start()
 	err = c.connect(cfg.Token, cfg.DialTimeout)
 	for _, s := range c.sessions {
-		if err != nil {
+		if err != nil || cfg.ConnectOnly {
 			break
 		}
 		err = s.create(nil)
@@ -139,6 +140,9 @@ func (s *IdleSet) Close() {
 
 // Sessions is the number of sessions the set holds.
 func (s *IdleSet) Sessions() int {
+	if s.connectOnly {
+		return 0
+	}
 	n := 0
 	for _, c := range s.conns {
 		if c != nil {

@@ -19,6 +19,7 @@ const (
 	MaxAddedP99us      = 100.0      // rpcproxy p99 minus direct, 1,000 sessions
 	MaxIdleBytes       = 20 << 10   // proxy RSS per idle client connection
 	HeldSessions       = 100_000    // sessions the proxy must hold at once
+	HeldConns          = 10_000     // SDK connections the proxy must hold at once
 	MaxRouteNs         = 1000.0     // route key + ring lookup per frame
 	RouteBenchPrefix   = "RouteKey" // micro-benchmarks held to MaxRouteNs and 0 allocs
 )
@@ -72,6 +73,12 @@ func (r *Report) Evaluate() {
 			fmt.Sprintf("%.1f KiB", r.Idle.PerConnBytes/1024), r.Idle.PerConnBytes <= MaxIdleBytes, true)
 	} else {
 		add("proxy RSS per idle client connection", "<= 20 KiB", "not run", false, false)
+	}
+	if r.Idle != nil && r.Idle.ConnectOnly != nil {
+		co := r.Idle.ConnectOnly
+		add("SDK connections held at once (after connect, no session yet)", fmt.Sprintf(">= %d", HeldConns),
+			fmt.Sprintf("%d of %d still open, %.1f KiB RSS each", co.Alive, co.Conns, co.PerConnBytes/1024),
+			co.Conns >= HeldConns && co.Alive == co.Conns, true)
 	}
 	if h := r.Held; h != nil && h.Conns > 0 {
 		add(fmt.Sprintf("sessions held (%d connections × %d)", h.Conns, h.Sessions/max(1, h.Conns)), fmt.Sprintf(">= %d", HeldSessions),

@@ -119,6 +119,11 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 		if id.Note != "" {
 			p(" %s", id.Note)
 		}
+		if co := id.ConnectOnly; co != nil {
+			p(" The full %d connections after `connect` only (an SDK client before its first session: no upstream yet): "+
+				"RSS %s before, %s after, %d still open, **%.1f KiB per connection**.",
+				co.Conns, MiB(co.RSSBefore), MiB(co.RSSAfter), co.Alive, co.PerConnBytes/1024)
+		}
 		p("\n\n")
 	}
 

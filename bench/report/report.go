@@ -149,6 +149,18 @@ type Idle struct {
 	PerConnBytes float64 `json:"per_conn_bytes"`
 	Alive        int     `json:"alive"`
 	Note         string  `json:"note,omitempty"`
+	// ConnectOnly is measured when Conns had to be lowered: the full count
+	// of connections that did connect only (no session, so no upstream).
+	ConnectOnly *ConnectOnly `json:"connect_only,omitempty"`
+}
+
+// ConnectOnly is the cost of SDK connections that did connect only.
+type ConnectOnly struct {
+	Conns        int     `json:"conns"`
+	RSSBefore    int64   `json:"rss_before_bytes"`
+	RSSAfter     int64   `json:"rss_after_bytes"`
+	PerConnBytes float64 `json:"per_conn_bytes"`
+	Alive        int     `json:"alive"`
 }
 
 // Held is the cost of many sessions held open on the proxy.

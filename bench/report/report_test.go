@@ -26,7 +26,7 @@ func sampleReport() *Report {
 	r := &Report{
 		Timestamp: "20250101T000000Z",
 		Scenarios: []*Scenario{s, lone},
-		Idle:      &Idle{Conns: 1000, PerConnBytes: 30 << 10},
+		Idle:      &Idle{Conns: 1000, PerConnBytes: 30 << 10, ConnectOnly: &ConnectOnly{Conns: 10000, Alive: 10000, PerConnBytes: 9 << 10}},
 		Held:      &Held{Conns: 2000, Sessions: 100000, Alive: 1999, PerSessionBytes: 1100},
 		Micro:     []Micro{{Name: "bench.BenchmarkRouteKeySmall", NsPerOp: 200}, {Name: "bench.BenchmarkRouteKey40KiB", NsPerOp: 5000}},
 	}
@@ -58,6 +58,7 @@ func TestEvaluate(t *testing.T) {
 		"added latency, 1,000 sessions":                         "n/a",
 		"proxy RSS per idle client connection":                  "missed",
 		"sessions held":                                         "missed", // a connection was lost
+		"SDK connections held at once":                          "met",
 		"route key + ring lookup: bench.BenchmarkRouteKeySmall": "met",
 		"route key + ring lookup: bench.BenchmarkRouteKey40KiB": "missed",
 	}

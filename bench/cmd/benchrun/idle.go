@@ -17,13 +17,31 @@ func (b *bench) runIdle(ctx context.Context, n int) (*report.Idle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &report.Idle{
+	idle := &report.Idle{
 		Conns:        n,
 		Backend:      b.stubDescription(),
 		SetupSec:     h.setup.Seconds(),
 		RSSBefore:    h.before.RSS,
 		RSSAfter:     h.after.RSS,
 		PeakAfter:    h.after.Peak,
+		PerConnBytes: float64(h.after.RSS-h.before.RSS) / float64(n),
+		Alive:        h.alive,
+	}
+	return idle, nil
+}
+
+// runConnectOnly measures n SDK connections that did connect only: a
+// client holds no upstream before its first session, so more of them fit
+// the open files limit than of runIdle's.
+func (b *bench) runConnectOnly(ctx context.Context, n int) (*report.ConnectOnly, error) {
+	h, err := b.hold(ctx, "connect-only", n, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &report.ConnectOnly{
+		Conns:        n,
+		RSSBefore:    h.before.RSS,
+		RSSAfter:     h.after.RSS,
 		PerConnBytes: float64(h.after.RSS-h.before.RSS) / float64(n),
 		Alive:        h.alive,
 	}, nil
@@ -62,9 +80,11 @@ type held struct {
 }
 
 // hold starts stub backends and rpcproxy, opens n idle connections with
-// sessionsPerConn sessions each, and reads the proxy's memory before and
-// after them.
+// sessionsPerConn sessions each (0: connect only), and reads the proxy's
+// memory before and after them.
 func (b *bench) hold(ctx context.Context, tag string, n, sessionsPerConn int) (*held, error) {
+	connectOnly := sessionsPerConn == 0
+	sessionsPerConn = max(sessionsPerConn, 1)
 	p, err := b.startStubPool(ctx, tag)
 	if err != nil {
 		return nil, err
@@ -79,7 +99,7 @@ func (b *bench) hold(ctx context.Context, tag string, n, sessionsPerConn int) (*
 
 	// A few connections first, so what the proxy allocates once (pools,
 	// health checks, the first upstreams) is in the baseline.
-	warm, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: t.addrs, Conns: 8, SessionsPerConn: sessionsPerConn, RunID: tag + "-warm"})
+	warm, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: t.addrs, Conns: 8, SessionsPerConn: sessionsPerConn, ConnectOnly: connectOnly, RunID: tag + "-warm"})
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +109,7 @@ func (b *bench) hold(ctx context.Context, tag string, n, sessionsPerConn int) (*
 		return nil, err
 	}
 	start := time.Now()
-	set, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: t.addrs, Conns: n, SessionsPerConn: sessionsPerConn, RunID: tag, SetupParallel: 32})
+	set, err := loadgen.OpenIdle(ctx, loadgen.Config{Targets: t.addrs, Conns: n, SessionsPerConn: sessionsPerConn, ConnectOnly: connectOnly, RunID: tag, SetupParallel: 32})
 	if err != nil {
 		return nil, fmt.Errorf("opening %d idle connections with %d sessions each: %w", n, sessionsPerConn, err)
 	}

@@ -185,6 +185,15 @@ func run(ctx context.Context, args []string) error {
 				return fmt.Errorf("idle: %w", err)
 			}
 			b.logf("  idle: RSS %s -> %s, %.1f KiB per connection", report.MiB(idle.RSSBefore), report.MiB(idle.RSSAfter), idle.PerConnBytes/1024)
+			if n < *idleConns && connectOnlyFits(*idleConns, rep.Machine.NoFile) {
+				b.logf("idle: %d connections after connect only", *idleConns)
+				co, err := b.runConnectOnly(ctx, *idleConns)
+				if err != nil {
+					return fmt.Errorf("idle, connect only: %w", err)
+				}
+				b.logf("  connect only: %d open, %.1f KiB per connection", co.Alive, co.PerConnBytes/1024)
+				idle.ConnectOnly = co
+			}
 			rep.Idle = idle
 			continue
 		}
@@ -226,6 +235,12 @@ func run(ctx context.Context, args []string) error {
 	}
 	rep.Evaluate()
 	return writeReport(rep, *out, b)
+}
+
+// connectOnlyFits reports whether n connect-only clients (one descriptor
+// each in the proxy) fit the open files limit.
+func connectOnlyFits(n int, nofile uint64) bool {
+	return nofile == 0 || uint64(n)+512 <= nofile
 }
 
 // idleCount fits the idle connections to the open files limit: the proxy
