@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,8 +22,9 @@ import (
 )
 
 // clientConn is one SDK connection. Its serve goroutine reads the client and
-// owns everything marked "reader state"; a writer goroutine owns the
-// connection's write side; each upstream has a reader goroutine of its own.
+// owns everything marked "reader state"; whoever has a frame for the client
+// writes it under wmu (see send); each upstream has a reader goroutine of
+// its own.
 type clientConn struct {
 	srv  *Server
 	conn net.Conn
@@ -36,7 +39,7 @@ type clientConn struct {
 	wfailed   bool
 
 	shutdownOnce sync.Once
-	wg           sync.WaitGroup // writer and upstream readers
+	wg           sync.WaitGroup // upstream readers and the request-timeout loop
 	pending      atomic.Int64   // requests forwarded and not yet answered
 
 	// reader state
@@ -155,16 +158,18 @@ func (c *clientConn) shutdown() {
 	c.shutdownOnce.Do(func() {
 		close(c.done)
 		c.conn.Close()
-		c.mu.Lock()
-		ups := make([]*upstream, 0, len(c.upstreams))
-		for _, u := range c.upstreams {
-			ups = append(ups, u)
-		}
-		c.mu.Unlock()
+		ups := c.upstreamList()
 		for _, u := range ups {
 			u.close()
 		}
 	})
+}
+
+// upstreamList is a snapshot of the client's upstreams, to use without c.mu.
+func (c *clientConn) upstreamList() []*upstream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Values(c.upstreams))
 }
 
 func (c *clientConn) closing() bool {
@@ -323,12 +328,7 @@ func (c *clientConn) forwardCancel(body []byte) {
 	if json.Unmarshal(body, &n) != nil || len(n.Params.ID) == 0 {
 		return
 	}
-	c.mu.Lock()
-	ups := make([]*upstream, 0, len(c.upstreams))
-	for _, u := range c.upstreams {
-		ups = append(ups, u)
-	}
-	c.mu.Unlock()
+	ups := c.upstreamList()
 	for _, u := range ups {
 		if pid, ok := u.pendingID(n.Params.ID); ok {
 			u.write(cancelNotification(pid))
@@ -527,12 +527,7 @@ func (c *clientConn) timeoutLoop(timeout time.Duration) {
 		case <-c.done:
 			return
 		case now := <-tick.C:
-			c.mu.Lock()
-			ups := make([]*upstream, 0, len(c.upstreams))
-			for _, u := range c.upstreams {
-				ups = append(ups, u)
-			}
-			c.mu.Unlock()
+			ups := c.upstreamList()
 			for _, u := range ups {
 				if u.overdue(now, timeout) {
 					u.fail(fmt.Errorf("request unanswered after %s", timeout))

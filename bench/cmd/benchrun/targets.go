@@ -102,15 +102,7 @@ func (b *bench) openMode(ctx context.Context, mode, tag string, p *pool) (*targe
 		if b.profileDir != "" {
 			args = append(args, "--cpuprofile", filepath.Join(b.profileDir, tag+".cpu"), "--memprofile", filepath.Join(b.profileDir, tag+".heap"))
 		}
-		proc, _, err := startChild(ctx, tag+"-rpcproxy", b.scratch, b.rpcproxy, args, childEnv(), false)
-		if err != nil {
-			return nil, err
-		}
-		if err := waitHandshake(ctx, addr, proc, 15*time.Second); err != nil {
-			proc.stop()
-			return nil, err
-		}
-		return &target{mode: mode, addrs: []string{addr}, proxy: proc}, nil
+		return b.startProxy(ctx, mode, tag+"-rpcproxy", addr, b.rpcproxy, args)
 	case report.ModeHAProxy:
 		port, err := freePort()
 		if err != nil {
@@ -121,17 +113,23 @@ func (b *bench) openMode(ctx context.Context, mode, tag string, p *pool) (*targe
 		if err := os.WriteFile(cfgPath, []byte(haproxyConfig(addr, p.addrs, b.nofile)), 0o644); err != nil {
 			return nil, err
 		}
-		proc, _, err := startChild(ctx, tag+"-haproxy", b.scratch, b.haproxy, []string{"-f", cfgPath, "-db"}, childEnv(), false)
-		if err != nil {
-			return nil, err
-		}
-		if err := waitHandshake(ctx, addr, proc, 15*time.Second); err != nil {
-			proc.stop()
-			return nil, err
-		}
-		return &target{mode: mode, addrs: []string{addr}, proxy: proc}, nil
+		return b.startProxy(ctx, mode, tag+"-haproxy", addr, b.haproxy, []string{"-f", cfgPath, "-db"})
 	}
 	return nil, fmt.Errorf("unknown mode %q", mode)
+}
+
+// startProxy starts a proxy process listening on addr and waits until it
+// answers the connect handshake.
+func (b *bench) startProxy(ctx context.Context, mode, name, addr, path string, args []string) (*target, error) {
+	proc, _, err := startChild(ctx, name, b.scratch, path, args, childEnv(), false)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitHandshake(ctx, addr, proc, 15*time.Second); err != nil {
+		proc.stop()
+		return nil, err
+	}
+	return &target{mode: mode, addrs: []string{addr}, proxy: proc}, nil
 }
 
 // haproxyConfig is HAProxy in TCP mode in front of the backends, round robin
