@@ -41,12 +41,47 @@ limits {
   frame_timeout = "30s"
 
   # Bounds the upstream `connect` handshake and the wait for a new client's
-  # first frame. Must be > 0. Default "10s".
+  # first frame. When connection_token is set, a client that has not
+  # authenticated this long after connecting is closed, whatever it sent;
+  # a client that sends 3 wrong tokens gets the third error -32002 and is
+  # closed at once. Must be > 0. Default "10s".
   handshake_timeout = "10s"
 
   # Requests one client connection may have in flight (sent, not yet
-  # answered). Must be > 0. Default 4096.
+  # answered); a fan-out (session.list, a registration, a global write)
+  # counts as one until answered. Past it the client gets error -32032
+  # ("too many requests in flight", retryable). Must be > 0. Default 4096.
   max_pending_requests = 4096
+
+  # SDK connections open at once, over all clients. One past it is accepted,
+  # sent one JSON-RPC error (id null, code -32036, "too many connections")
+  # and closed at once: the SDK sees its connection closed. Each connection
+  # also holds one upstream connection per backend it uses. 0 means no cap.
+  # Default 16384.
+  max_connections = 16384
+
+  # SDK connections open at once from one source IP address, refused like
+  # max_connections. 0 means no cap (the right choice behind a NAT or a load
+  # balancer). At most max_connections. Default 0.
+  max_connections_per_ip = 0
+
+  # Sessions one client connection may hold (created or resumed, not yet
+  # deleted or detached). One more gets error -32034 ("too many sessions on
+  # this connection"); nothing reaches a backend. Must be > 0. Default 10000.
+  max_sessions_per_client = 10000
+
+  # Largest params of a session.create or session.resume, in bytes. The
+  # proxy keeps them while the session lives, to resume it on another
+  # backend after a failure or a drain. A larger create/resume gets error
+  # -32035 ("session parameters too large") and is not forwarded. One
+  # client can make the proxy hold max_sessions_per_client times this.
+  # Must be > 0. Default 1048576 (1 MiB).
+  max_session_params_bytes = 1048576
+
+  # Closes a client connection that holds no session, has no request in
+  # flight and sent nothing for this long (closed between one and two times
+  # this after its last frame). "0s" disables it. Default "0s".
+  client_idle_timeout = "0s"
 }
 
 # Upstream: the proxy's connections to backends.

@@ -115,12 +115,51 @@ type Limits struct {
 	FrameTimeout time.Duration
 
 	// HandshakeTimeout bounds the upstream `connect` handshake and the wait
-	// for a new client's first frame. Default 10s.
+	// for a new client's first frame. When a connection token is set, a
+	// client that has not authenticated this long after it connected is
+	// closed, whatever it sent meanwhile. Default 10s.
 	HandshakeTimeout time.Duration
 
 	// MaxPendingRequests is the number of requests one client connection may
-	// have in flight (sent, not yet answered). Default 4096.
+	// have in flight (sent, not yet answered); a fan-out (session.list, a
+	// registration, a global write) counts as one until it is answered.
+	// Past it a request is answered with error -32032 (retryable).
+	// Default 4096.
 	MaxPendingRequests int
+
+	// MaxConnections caps the SDK connections open at once over all
+	// clients. One past it is accepted, sent one JSON-RPC error (id null,
+	// code -32036) and closed at once. Each connection also holds one
+	// upstream connection per backend it uses, so the process needs about
+	// MaxConnections × (1 + backends used) file descriptors. Zero means no
+	// cap. Default 16384.
+	MaxConnections int
+
+	// MaxConnectionsPerIP caps the SDK connections open at once from one
+	// source IP address; one past it is refused like one past
+	// MaxConnections. Zero means no cap, the right choice when clients
+	// reach the proxy through a NAT or a load balancer. Default 0.
+	MaxConnectionsPerIP int
+
+	// MaxSessionsPerClient caps the sessions one client connection holds
+	// (created or resumed, not yet deleted or detached). A request for one
+	// more is answered with error -32034 and nothing is sent to a backend.
+	// Default 10000.
+	MaxSessionsPerClient int
+
+	// MaxSessionParamsBytes caps the params of one session.create or
+	// session.resume, which the proxy keeps for as long as the session
+	// lives to resume it on another backend (failover, drain). A larger
+	// create or resume is answered with error -32035 and not forwarded.
+	// A client can make the proxy hold up to MaxSessionsPerClient ×
+	// MaxSessionParamsBytes. Default 1048576 (1 MiB).
+	MaxSessionParamsBytes int
+
+	// ClientIdleTimeout closes a client connection that holds no session,
+	// has no request in flight and has sent nothing for this long (it is
+	// closed between one and two times this after its last frame). Zero
+	// disables the check. Default 0.
+	ClientIdleTimeout time.Duration
 }
 
 // Upstream configures connections from the proxy to backends.
@@ -301,11 +340,14 @@ func Default() *Config {
 		Listen:   ":4321",
 		LogLevel: LogInfo,
 		Limits: Limits{
-			MaxFrameBytes:      64 << 20,
-			MaxHeaderLineBytes: 8 << 10,
-			FrameTimeout:       30 * time.Second,
-			HandshakeTimeout:   10 * time.Second,
-			MaxPendingRequests: 4096,
+			MaxFrameBytes:         64 << 20,
+			MaxHeaderLineBytes:    8 << 10,
+			FrameTimeout:          30 * time.Second,
+			HandshakeTimeout:      10 * time.Second,
+			MaxPendingRequests:    4096,
+			MaxConnections:        16384,
+			MaxSessionsPerClient:  10000,
+			MaxSessionParamsBytes: 1 << 20,
 		},
 		Upstream: Upstream{
 			DialTimeout: 5 * time.Second,

@@ -132,11 +132,16 @@ type fileConfig struct {
 }
 
 type fileLimits struct {
-	MaxFrameBytes      *int           `hcl:"max_frame_bytes,optional"`
-	MaxHeaderLineBytes *int           `hcl:"max_header_line_bytes,optional"`
-	FrameTimeout       hcl.Expression `hcl:"frame_timeout,optional"`
-	HandshakeTimeout   hcl.Expression `hcl:"handshake_timeout,optional"`
-	MaxPendingRequests *int           `hcl:"max_pending_requests,optional"`
+	MaxFrameBytes         *int           `hcl:"max_frame_bytes,optional"`
+	MaxHeaderLineBytes    *int           `hcl:"max_header_line_bytes,optional"`
+	FrameTimeout          hcl.Expression `hcl:"frame_timeout,optional"`
+	HandshakeTimeout      hcl.Expression `hcl:"handshake_timeout,optional"`
+	MaxPendingRequests    *int           `hcl:"max_pending_requests,optional"`
+	MaxConnections        *int           `hcl:"max_connections,optional"`
+	MaxConnectionsPerIP   *int           `hcl:"max_connections_per_ip,optional"`
+	MaxSessionsPerClient  *int           `hcl:"max_sessions_per_client,optional"`
+	MaxSessionParamsBytes *int           `hcl:"max_session_params_bytes,optional"`
+	ClientIdleTimeout     hcl.Expression `hcl:"client_idle_timeout,optional"`
 }
 
 type fileUpstream struct {
@@ -203,6 +208,11 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 		diags = append(diags, setDuration(&cfg.Limits.FrameTimeout, l.FrameTimeout)...)
 		diags = append(diags, setDuration(&cfg.Limits.HandshakeTimeout, l.HandshakeTimeout)...)
 		set(&cfg.Limits.MaxPendingRequests, l.MaxPendingRequests)
+		set(&cfg.Limits.MaxConnections, l.MaxConnections)
+		set(&cfg.Limits.MaxConnectionsPerIP, l.MaxConnectionsPerIP)
+		set(&cfg.Limits.MaxSessionsPerClient, l.MaxSessionsPerClient)
+		set(&cfg.Limits.MaxSessionParamsBytes, l.MaxSessionParamsBytes)
+		diags = append(diags, setDuration(&cfg.Limits.ClientIdleTimeout, l.ClientIdleTimeout)...)
 	}
 	if u := f.Upstream; u != nil {
 		diags = append(diags, setDuration(&cfg.Upstream.DialTimeout, u.DialTimeout)...)

@@ -48,6 +48,7 @@ connection_token = "s3cret"
 			src: `limits {
   frame_timeout     = "0s"
   handshake_timeout = "250ms"
+  client_idle_timeout = "5m"
 }
 upstream {
   dial_timeout    = "2s"
@@ -61,6 +62,7 @@ health {
 			want: func(c *Config) {
 				c.Limits.FrameTimeout = 0
 				c.Limits.HandshakeTimeout = 250 * time.Millisecond
+				c.Limits.ClientIdleTimeout = 5 * time.Minute
 				c.Upstream.DialTimeout = 2 * time.Second
 				c.Upstream.RequestTimeout = 10 * time.Minute
 				c.Health.Interval = 3 * time.Second

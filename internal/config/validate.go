@@ -55,6 +55,19 @@ func (c *Config) Validate() error {
 		v.fail("limits.handshake_timeout", "must be > 0, got %v", l.HandshakeTimeout)
 	}
 	v.positive("limits.max_pending_requests", l.MaxPendingRequests)
+	if l.MaxConnections < 0 {
+		v.fail("limits.max_connections", "must be >= 0 (0 means no cap), got %d", l.MaxConnections)
+	}
+	if l.MaxConnectionsPerIP < 0 {
+		v.fail("limits.max_connections_per_ip", "must be >= 0 (0 means no cap), got %d", l.MaxConnectionsPerIP)
+	} else if l.MaxConnections > 0 && l.MaxConnectionsPerIP > l.MaxConnections {
+		v.fail("limits.max_connections_per_ip", "must not exceed limits.max_connections (%d), got %d", l.MaxConnections, l.MaxConnectionsPerIP)
+	}
+	v.positive("limits.max_sessions_per_client", l.MaxSessionsPerClient)
+	v.positive("limits.max_session_params_bytes", l.MaxSessionParamsBytes)
+	if l.ClientIdleTimeout < 0 {
+		v.fail("limits.client_idle_timeout", "must be >= 0 (0 disables), got %v", l.ClientIdleTimeout)
+	}
 
 	if c.Upstream.DialTimeout <= 0 {
 		v.fail("upstream.dial_timeout", "must be > 0, got %v", c.Upstream.DialTimeout)
