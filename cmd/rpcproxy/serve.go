@@ -131,11 +131,16 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 			MaxHeaderLine: cfg.Limits.MaxHeaderLineBytes,
 			FrameTimeout:  cfg.Limits.FrameTimeout,
 		},
-		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
-		DialTimeout:      cfg.Upstream.DialTimeout,
-		RequestTimeout:   cfg.Upstream.RequestTimeout,
-		MaxPending:       cfg.Limits.MaxPendingRequests,
-		Logger:           log.Named("proxy"),
+		HandshakeTimeout:    cfg.Limits.HandshakeTimeout,
+		DialTimeout:         cfg.Upstream.DialTimeout,
+		RequestTimeout:      cfg.Upstream.RequestTimeout,
+		MaxPending:          cfg.Limits.MaxPendingRequests,
+		MaxConnections:      cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		MaxSessions:         cfg.Limits.MaxSessionsPerClient,
+		MaxSessionParams:    cfg.Limits.MaxSessionParamsBytes,
+		ClientIdleTimeout:   cfg.Limits.ClientIdleTimeout,
+		Logger:              log.Named("proxy"),
 	}, table, checker)
 
 	static := newStaticBackends(checker, log)

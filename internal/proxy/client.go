@@ -40,7 +40,8 @@ type clientConn struct {
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // upstream readers and the request-timeout loop
-	pending      atomic.Int64   // requests forwarded and not yet answered
+	pending      atomic.Int64   // requests forwarded and not yet answered, fan-outs included
+	lim          clientLimits   // handshake and idle timers, session accounting (limits.go)
 
 	// reader state
 	connected     bool
@@ -202,6 +203,7 @@ func (c *clientConn) readLoop() error {
 			first = false
 			_ = c.conn.SetReadDeadline(time.Time{})
 		}
+		c.lim.active.Store(true)
 		fatal := c.dispatch(buf, &m)
 		buf.Release()
 		if fatal != nil {
@@ -398,6 +400,7 @@ func (c *clientConn) forward(b *router.Backend, body []byte, m *frame.Meta) {
 // admit enforces the limit of requests in flight per client.
 func (c *clientConn) admit(body []byte, m *frame.Meta) bool {
 	if c.pending.Load() >= int64(c.srv.cfg.MaxPending) {
+		c.srv.limitHit(LimitPending, "request refused: limit reached", "client", c.id)
 		c.replyError(m.ID.Of(body), proxyError(codeOverloaded, "too many requests in flight", errorData{Retryable: true}))
 		return false
 	}

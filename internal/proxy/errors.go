@@ -20,8 +20,20 @@ const (
 	codeBackendUnavailable = -32030
 	// codeNoBackend: no backend is routable at all. Retryable.
 	codeNoBackend = -32031
-	// codeOverloaded: the client has too many requests in flight.
+	// codeOverloaded: the client has too many requests in flight
+	// (Config.MaxPending). Retryable once answers come back.
 	codeOverloaded = -32032
+	// codeTooManySessions: the client connection holds Config.MaxSessions
+	// sessions already; delete or detach one first. Not retryable as such.
+	codeTooManySessions = -32034
+	// codeParamsTooLarge: a session.create or session.resume whose params
+	// exceed Config.MaxSessionParams, which the proxy would have to keep
+	// for failover. Not retryable.
+	codeParamsTooLarge = -32035
+	// codeTooManyConnections: the connection was refused by
+	// Config.MaxConnections or Config.MaxConnectionsPerIP; sent with id
+	// null just before the proxy closes it. Retryable later.
+	codeTooManyConnections = -32036
 )
 
 // rpcError is a JSON-RPC error object.

@@ -26,7 +26,8 @@ type fanOut struct {
 
 // fanOut sends a request to its targets: every routable backend for
 // aggregates and global writes, every backend the client uses for a
-// registration (one backend if it uses none yet).
+// registration (one backend if it uses none yet). It counts as one request
+// in flight against MaxPending until it is answered.
 func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 	id := m.ID.Of(body)
 	var targets []*router.Backend
@@ -48,6 +49,11 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 		c.replyError(id, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true}))
 		return
 	}
+	// A fan-out counts as one request in flight until finish answers it.
+	if !c.admit(body, m) {
+		return
+	}
+	c.pending.Add(1)
 	perTarget := 1
 	if route.Merge == router.MergeLastID {
 		perTarget = 2 // getLastId, and session.list to compare times
@@ -99,6 +105,7 @@ func (f *fanOut) deliver(part int, result json.RawMessage, rerr *rpcError) {
 
 func (f *fanOut) finish() {
 	c := f.c
+	c.pending.Add(-1)
 	id := f.client.Bytes()
 	var firstErr *rpcError
 	for _, e := range f.errs {
@@ -115,9 +122,7 @@ func (f *fanOut) finish() {
 			return
 		}
 		if f.reg != nil {
-			c.mu.Lock()
-			c.regs = append(c.regs, *f.reg)
-			c.mu.Unlock()
+			c.remember(*f.reg)
 		}
 		c.reply(id, f.results[0])
 		return
@@ -147,4 +152,19 @@ func (f *fanOut) finish() {
 		return
 	}
 	c.reply(id, merged)
+}
+
+// remember keeps a registration for replay on upstreams opened later: one
+// per method, the latest replacing an earlier one, so what a new upstream
+// replays is bounded by the registration methods, not by the client.
+func (c *clientConn) remember(reg registration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.regs {
+		if c.regs[i].method == reg.method {
+			c.regs[i] = reg
+			return
+		}
+	}
+	c.regs = append(c.regs, reg)
 }

@@ -9,7 +9,8 @@ import (
 
 // handleConnect answers the client's connect as the CLI does (same error
 // codes), with the proxy's own token, and with the pool's connect result
-// (protocolVersion, version, taskKinds) so the SDK sees one server.
+// (protocolVersion, version, taskKinds) so the SDK sees one server. The
+// maxAuthFailures-th wrong token is answered, then the client is closed.
 func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
 	id := m.ID.Of(body)
 	var req struct {
@@ -30,14 +31,21 @@ func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
 	want := c.srv.cfg.Token
 	switch {
 	case want != "" && subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1:
-		c.log().Warn("client failed authentication")
+		closeNow := c.authFailed()
 		c.replyError(id, &rpcError{Code: codeAuthFailed, Message: "authentication failed: invalid connection token"})
+		if closeNow {
+			// The answer above is flushed already: the client learns why.
+			c.shutdown()
+		}
 		return
 	case want == "" && token != "":
 		c.replyError(id, &rpcError{Code: codeAuthNotConfig, Message: "authentication not configured: this server accepts connections without a token"})
 		return
 	}
 	c.connected = true
+	if !c.lim.authed.Swap(true) && c.lim.authTimer != nil {
+		c.lim.authTimer.Stop()
+	}
 	c.connectParams, _ = json.Marshal(req.Params) // kept compact: one per client
 	info := c.srv.poolInfo()
 	if info == nil {

@@ -25,7 +25,9 @@ type Config struct {
 	Token string
 	// Limits bound frames read from clients and backends.
 	Limits frame.Limits
-	// HandshakeTimeout bounds an upstream connect handshake. Default 10s.
+	// HandshakeTimeout bounds an upstream connect handshake and a new
+	// client's wait for its first frame; with a Token, a client that has
+	// not authenticated this long after it connected is closed. Default 10s.
 	HandshakeTimeout time.Duration
 	// DialTimeout bounds dialing a backend. Default 5s.
 	DialTimeout time.Duration
@@ -37,8 +39,26 @@ type Config struct {
 	// request pending there with a retryable error) and counts as a failure
 	// of the backend. Zero means no timeout.
 	RequestTimeout time.Duration
-	// MaxPending caps a client's requests in flight. Default 4096.
+	// MaxPending caps a client's requests in flight; a fan-out counts as
+	// one until answered. Default 4096.
 	MaxPending int
+	// MaxConnections caps the client connections open at once; one more is
+	// sent a -32036 error and closed. Zero means no cap.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the client connections open at once from one
+	// source IP address, like MaxConnections. Zero means no cap.
+	MaxConnectionsPerIP int
+	// MaxSessions caps the sessions one client holds (not deleted or
+	// detached); one more is refused with -32034. Zero means no cap.
+	MaxSessions int
+	// MaxSessionParams caps the params of a session.create or
+	// session.resume, kept for failover, in bytes; a larger one is refused
+	// with -32035. Zero means no cap.
+	MaxSessionParams int
+	// ClientIdleTimeout closes a client that holds no session, has no
+	// request in flight and sent nothing for this long (it goes between
+	// one and two times this after its last frame). Zero disables it.
+	ClientIdleTimeout time.Duration
 	// Logger receives the proxy's logs; nil discards them.
 	Logger hclog.Logger
 }
@@ -89,10 +109,13 @@ type Server struct {
 	placedMu sync.Mutex
 	counts   map[string]int // sessions placed per backend, over all clients
 
+	hits limitHits
+
 	mu       sync.Mutex
 	closed   bool
 	listener net.Listener
 	clients  map[*clientConn]struct{}
+	perIP    map[string]int // open connections per source IP, with MaxConnectionsPerIP
 	wg       sync.WaitGroup
 }
 
@@ -100,7 +123,7 @@ type Server struct {
 func New(cfg Config, table *router.Table, health Health) *Server {
 	cfg = cfg.withDefaults()
 	return &Server{cfg: cfg, log: cfg.Logger, table: table, health: health,
-		clients: make(map[*clientConn]struct{}), counts: make(map[string]int)}
+		clients: make(map[*clientConn]struct{}), counts: make(map[string]int), perIP: make(map[string]int)}
 }
 
 // ErrServerClosed is returned by Serve after Close.
@@ -146,22 +169,33 @@ func isTemporary(err error) bool {
 	return ok && t.Temporary()
 }
 
+// startClient serves a new connection on a goroutine of its own, or refuses
+// it at once when it would exceed a connection cap.
 func (s *Server) startClient(conn net.Conn) {
-	c := newClientConn(s, conn)
+	ip := sourceIP(conn)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		conn.Close()
 		return
 	}
+	if l, ok := s.admitConn(ip); !ok {
+		s.mu.Unlock()
+		s.refuseConn(conn, l)
+		return
+	}
+	c := newClientConn(s, conn)
 	s.clients[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	c.startTimers()
 	go func() {
 		defer s.wg.Done()
 		c.serve()
+		c.stopTimers()
 		s.mu.Lock()
 		delete(s.clients, c)
+		s.releaseConn(ip)
 		s.mu.Unlock()
 	}()
 }

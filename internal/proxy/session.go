@@ -33,52 +33,96 @@ type session struct {
 	// cleared by session.idle (or the send's refusal): a session moves
 	// between backends only between turns.
 	inTurn atomic.Bool
-	// deleted: the client deleted the session. It is kept (without its
-	// params) so the backend's session.deleted lifecycle still reaches it.
+	// deleted: the client deleted or detached the session (it is released:
+	// no longer counted against MaxSessions nor placed on its backend). It
+	// stays in the map a while (see release) so the backend's
+	// session.lifecycle about it still reaches the client.
 	deleted bool
 }
 
-// session returns the session's state on this connection, placing it by
-// the ring when it is new (and place is set). Nil when the ring is empty.
+// maxReleased bounds the released sessions a client's map keeps: past it
+// the oldest is forgotten, so the map tracks the live sessions.
+const maxReleased = 64
+
+// session returns the session's state on this connection. With place, a
+// new session is placed by the ring (see placeSession); nil then means the
+// ring is empty or a limit refused it. Without place, an unknown session
+// gets an unstored state naming its ring owner, or nil.
 func (c *clientConn) session(sid []byte, place bool) *session {
-	c.mu.Lock()
-	s := c.sessions[string(sid)]
-	revive := s != nil && s.deleted && place
-	if revive {
-		s.deleted = false
-	}
-	c.mu.Unlock()
-	if revive {
-		c.srv.placed(s.backend.Name, 1)
-	}
-	if s != nil || !place {
-		if s == nil {
-			if b := c.srv.table.Ring().Lookup(sid); b != nil {
-				return &session{backend: b}
-			}
-		}
+	if place {
+		s, _ := c.placeSession(sid)
 		return s
 	}
+	c.mu.Lock()
+	s := c.sessions[string(sid)]
+	c.mu.Unlock()
+	if s == nil {
+		if b := c.srv.table.Ring().Lookup(sid); b != nil {
+			return &session{backend: b}
+		}
+	}
+	return s
+}
+
+// placeSession returns the session's state on this connection, placing it
+// by the ring when it is new, or taking back a released one. A session
+// beyond MaxSessions is refused. Reader goroutine only (the only one that
+// adds sessions).
+func (c *clientConn) placeSession(sid []byte) (*session, *rpcError) {
+	c.mu.Lock()
+	s := c.sessions[string(sid)]
+	if s != nil && !s.deleted {
+		c.mu.Unlock()
+		return s, nil
+	}
+	if max := c.srv.cfg.MaxSessions; max > 0 && c.lim.live >= max {
+		c.mu.Unlock()
+		c.srv.limitHit(LimitSessions, "session refused: limit reached", "client", c.id)
+		return nil, proxyError(codeTooManySessions,
+			fmt.Sprintf("too many sessions on this connection (limit %d): delete or detach one first", max),
+			errorData{Reason: LimitSessions.String()})
+	}
+	if s != nil {
+		// Taken back: it stays on the backend it was on.
+		s.deleted = false
+		c.lim.live++
+		c.mu.Unlock()
+		c.srv.placed(s.backend.Name, 1)
+		return s, nil
+	}
+	c.mu.Unlock()
 	ring := c.srv.table.Ring()
 	b := ring.Lookup(sid)
 	if b == nil {
-		return nil
+		return nil, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true})
 	}
 	s = &session{backend: b, ring: ring}
 	c.mu.Lock()
 	c.sessions[string(sid)] = s
+	c.lim.live++
 	c.mu.Unlock()
 	c.srv.placed(b.Name, 1)
-	return s
+	return s, nil
 }
 
-// forgetSession marks a session the client deleted.
+// forgetSession releases a session the client deleted or detached: it no
+// longer counts as live, its params are dropped, and the oldest released
+// session beyond maxReleased leaves the map.
 func (c *clientConn) forgetSession(sid []byte) {
 	c.mu.Lock()
 	s := c.sessions[string(sid)]
 	forget := s != nil && !s.deleted
 	if forget {
 		s.deleted, s.resume = true, nil
+		c.lim.live--
+		c.lim.released = append(c.lim.released, string(sid))
+		if len(c.lim.released) > maxReleased {
+			old := c.lim.released[0]
+			c.lim.released = append(c.lim.released[:0], c.lim.released[1:]...)
+			if o := c.sessions[old]; o != nil && o.deleted {
+				delete(c.sessions, old)
+			}
+		}
 	}
 	c.mu.Unlock()
 	if forget {
@@ -91,6 +135,7 @@ func (c *clientConn) releaseSessions() {
 	c.mu.Lock()
 	sessions := c.sessions
 	c.sessions = map[string]*session{}
+	c.lim.live, c.lim.released = 0, nil
 	c.mu.Unlock()
 	for _, s := range sessions {
 		if !s.deleted {
@@ -105,17 +150,40 @@ func (c *clientConn) releaseSessions() {
 func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 	method := m.Method.Of(body)
 	id := m.ID.Of(body)
-	s := c.session(sid, true)
-	if s == nil {
-		c.replyError(id, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true}))
+	var params json.RawMessage
+	attach := string(method) == "session.create" || string(method) == "session.resume"
+	if attach {
+		// Kept for failover as long as the session lives: bounded, and
+		// refused before the session takes a place.
+		params = paramsOf(body)
+		if max := c.srv.cfg.MaxSessionParams; max > 0 && len(params) > max {
+			c.srv.limitHit(LimitSessionParams, "session create/resume refused: limit reached", "client", c.id, "bytes", len(params))
+			c.replyError(id, proxyError(codeParamsTooLarge,
+				fmt.Sprintf("session parameters too large: %d bytes, limit %d", len(params), max),
+				errorData{Reason: LimitSessionParams.String()}))
+			return
+		}
+	}
+	release := string(method) == "session.delete" || string(method) == "session.detach"
+	var s *session
+	var rerr *rpcError
+	if release {
+		// Releasing takes no place: an unknown session goes to its ring
+		// owner without an entry, even at MaxSessions.
+		if s = c.session(sid, false); s == nil {
+			rerr = proxyError(codeNoBackend, "no backend available", errorData{Retryable: true})
+		}
+	} else {
+		s, rerr = c.placeSession(sid)
+	}
+	if rerr != nil {
+		c.replyError(id, rerr)
 		return
 	}
-	attach := false
 	switch string(method) {
 	case "session.create", "session.resume":
-		attach = true
 		// The client (re)attaches the session: place it where the ring says.
-		s.resume = paramsOf(body)
+		s.resume = params
 		s.inTurn.Store(false)
 		ring := c.srv.table.Ring()
 		if owner := ring.Lookup(sid); owner != nil && owner.Name != s.backend.Name {
@@ -123,7 +191,8 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		}
 		s.ring = ring
 		c.log().Info("session placed", "session", string(sid), "backend", s.backend.Name, "method", string(method))
-	case "session.delete":
+	case "session.delete", "session.detach":
+		// Either way the client no longer holds the session.
 		c.forgetSession(sid)
 	default:
 		if err := c.checkPlacement(s, sid); err != nil {
@@ -147,7 +216,7 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		c.replyError(id, asRPCError(err, s.backend.Name))
 		return
 	}
-	if !attach && s.up != nil && s.up != u {
+	if !attach && !release && s.up != nil && s.up != u {
 		// The connection the session lived on was lost, the backend is
 		// back (or was never down): load the session on the new connection.
 		if rerr := c.reattach(s, sid, u); rerr != nil {

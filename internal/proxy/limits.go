@@ -1,0 +1,256 @@
+package proxy
+
+import (
+	"math"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/rpcproxy/rpcproxy/internal/frame"
+)
+
+// Limit names one of the limits that turn a peer away.
+type Limit int
+
+// The limits the proxy enforces on its clients. Each has a counter that
+// Server.LimitHits reads.
+const (
+	// LimitConnections: a connection refused by Config.MaxConnections.
+	LimitConnections Limit = iota
+	// LimitConnectionsPerIP: a connection refused by Config.MaxConnectionsPerIP.
+	LimitConnectionsPerIP
+	// LimitSessions: a session refused by Config.MaxSessions.
+	LimitSessions
+	// LimitSessionParams: a create/resume refused by Config.MaxSessionParams.
+	LimitSessionParams
+	// LimitPending: a request (or fan-out) refused by Config.MaxPending.
+	LimitPending
+	// LimitHandshake: a client closed for not authenticating within
+	// Config.HandshakeTimeout (only when a token is set).
+	LimitHandshake
+	// LimitAuthFailures: a client closed after maxAuthFailures wrong tokens.
+	LimitAuthFailures
+	// LimitIdle: a client closed by Config.ClientIdleTimeout.
+	LimitIdle
+
+	numLimits
+)
+
+var limitNames = [numLimits]string{
+	LimitConnections:      "max_connections",
+	LimitConnectionsPerIP: "max_connections_per_ip",
+	LimitSessions:         "max_sessions_per_client",
+	LimitSessionParams:    "max_session_params_bytes",
+	LimitPending:          "max_pending_requests",
+	LimitHandshake:        "handshake_timeout",
+	LimitAuthFailures:     "auth_failures",
+	LimitIdle:             "client_idle_timeout",
+}
+
+// String is the limit's name as in the configuration file.
+func (l Limit) String() string {
+	if l < 0 || l >= numLimits {
+		return "unknown"
+	}
+	return limitNames[l]
+}
+
+// maxAuthFailures is the number of wrong tokens after which a client is
+// closed (the last one is still answered with the CLI's error).
+const maxAuthFailures = 3
+
+// limitLogEvery spaces the log lines of one limit: a flood of refusals
+// logs one line per limit per period, with the running count.
+const limitLogEvery = 10 * time.Second
+
+// limitHits counts, per limit, the peers it turned away, and spaces the
+// log lines saying so. Safe from any goroutine.
+type limitHits struct {
+	count  [numLimits]atomic.Uint64
+	logged [numLimits]atomic.Int64 // unix nanoseconds of the last line
+}
+
+// hit counts one and reports the running count, and whether this hit gets
+// a log line.
+func (h *limitHits) hit(l Limit) (uint64, bool) {
+	n := h.count[l].Add(1)
+	now := time.Now().UnixNano()
+	last := h.logged[l].Load()
+	if last != 0 && now-last < int64(limitLogEvery) {
+		return n, false
+	}
+	return n, h.logged[l].CompareAndSwap(last, now)
+}
+
+// LimitHits reports how many times l has turned a peer away since the
+// server started.
+func (s *Server) LimitHits(l Limit) uint64 {
+	if l < 0 || l >= numLimits {
+		return 0
+	}
+	return s.hits.count[l].Load()
+}
+
+// limitHit counts a hit of l and logs it, at most once per limitLogEvery
+// per limit; kv says which peer (never message contents).
+func (s *Server) limitHit(l Limit, msg string, kv ...any) {
+	n, log := s.hits.hit(l)
+	if log {
+		s.log.Warn(msg, append([]any{"limit", l.String(), "hits", n}, kv...)...)
+	}
+}
+
+// sourceIP is the key of Config.MaxConnectionsPerIP: the peer's IP address
+// (an IPv4-mapped IPv6 address counts as the IPv4 one).
+func sourceIP(conn net.Conn) string {
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap().String()
+	}
+	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return conn.RemoteAddr().String()
+}
+
+// admitConn checks the connection caps and counts conn in. Called with
+// s.mu held; a conn it admits is counted out by releaseConn.
+func (s *Server) admitConn(ip string) (Limit, bool) {
+	if max := s.cfg.MaxConnections; max > 0 && len(s.clients) >= max {
+		return LimitConnections, false
+	}
+	if max := s.cfg.MaxConnectionsPerIP; max > 0 {
+		if s.perIP[ip] >= max {
+			return LimitConnectionsPerIP, false
+		}
+		s.perIP[ip]++
+	}
+	return 0, true
+}
+
+// releaseConn counts out a connection admitConn counted in. s.mu held.
+func (s *Server) releaseConn(ip string) {
+	if s.cfg.MaxConnectionsPerIP <= 0 {
+		return
+	}
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+// refuseWriteTimeout bounds the one write to a refused connection. The
+// write goes to a fresh socket's empty send buffer and does not wait in
+// practice; the deadline only makes sure the accept loop cannot.
+const refuseWriteTimeout = 10 * time.Millisecond
+
+// refuseConn tells a connection over a cap why, in one JSON-RPC error with
+// id null (the SDK logs it and reports the connection closed), and closes
+// it. Runs on the accept loop: it never waits for the peer.
+func (s *Server) refuseConn(conn net.Conn, l Limit) {
+	s.limitHit(l, "connection refused: limit reached", "remote", conn.RemoteAddr().String())
+	body := responseBody(nil, nil, proxyError(codeTooManyConnections,
+		"rpcproxy: too many connections ("+l.String()+"); try again later", errorData{Retryable: true, Reason: l.String()}))
+	_ = conn.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+	w := frame.NewWriter(conn)
+	_ = w.Write(body)
+	_ = w.Flush()
+	conn.Close()
+}
+
+// clientLimits is the per-connection state of the limits: the handshake
+// and idle timers, the wrong tokens seen, and the session accounting.
+type clientLimits struct {
+	// authed is set once the client has authenticated (or needs not):
+	// the handshake timer then leaves it alone.
+	authed    atomic.Bool
+	authTimer *time.Timer
+	// authFailures counts wrong tokens. Reader state.
+	authFailures int
+
+	// active is set by the reader on every frame and cleared by the idle
+	// timer each period.
+	active    atomic.Bool
+	idleTimer *time.Timer
+
+	// Guarded by clientConn.mu: live counts the sessions not released
+	// (deleted or detached); released lists released sessions still in
+	// the map, oldest first, bounded by maxReleased.
+	live     int
+	released []string
+}
+
+// startTimers arms the handshake and idle timers of a new client. Called
+// before its serve goroutine starts; stopTimers undoes it.
+func (c *clientConn) startTimers() {
+	cfg := &c.srv.cfg
+	if cfg.Token == "" {
+		c.lim.authed.Store(true)
+	} else {
+		c.lim.authTimer = time.AfterFunc(cfg.HandshakeTimeout, c.handshakeExpired)
+	}
+	if d := cfg.ClientIdleTimeout; d > 0 {
+		c.lim.active.Store(true)
+		// Armed far away and then reset, so the callback always finds
+		// idleTimer set.
+		c.lim.idleTimer = time.AfterFunc(math.MaxInt64, c.idleCheck)
+		c.lim.idleTimer.Reset(d)
+	}
+}
+
+// stopTimers stops the client's timers once it is closed.
+func (c *clientConn) stopTimers() {
+	if t := c.lim.authTimer; t != nil {
+		t.Stop()
+	}
+	if t := c.lim.idleTimer; t != nil {
+		t.Stop()
+	}
+}
+
+// handshakeExpired closes a client that has not authenticated within the
+// handshake timeout, whatever it sent meanwhile.
+func (c *clientConn) handshakeExpired() {
+	if c.lim.authed.Load() || c.closing() {
+		return
+	}
+	c.srv.limitHit(LimitHandshake, "closing client: not authenticated within the handshake timeout",
+		"client", c.id, "remote", c.conn.RemoteAddr().String(), "timeout", c.srv.cfg.HandshakeTimeout)
+	c.shutdown()
+}
+
+// idleCheck runs every ClientIdleTimeout: it closes the client if it sent
+// nothing for a whole period and holds no session and no request in flight.
+func (c *clientConn) idleCheck() {
+	if c.closing() {
+		return
+	}
+	if c.lim.active.Swap(false) || c.pending.Load() > 0 || c.liveSessions() > 0 {
+		c.lim.idleTimer.Reset(c.srv.cfg.ClientIdleTimeout)
+		return
+	}
+	c.srv.limitHit(LimitIdle, "closing idle client",
+		"client", c.id, "remote", c.conn.RemoteAddr().String(), "timeout", c.srv.cfg.ClientIdleTimeout)
+	c.shutdown()
+}
+
+func (c *clientConn) liveSessions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lim.live
+}
+
+// authFailed counts a wrong token and reports whether the client must now
+// be closed. The connection's first failure is logged; the rest are not,
+// so a client guessing tokens costs one line.
+func (c *clientConn) authFailed() bool {
+	c.lim.authFailures++
+	if c.lim.authFailures == 1 {
+		c.log().Warn("client failed authentication", "closed_after", maxAuthFailures)
+	}
+	if c.lim.authFailures < maxAuthFailures {
+		return false
+	}
+	n, _ := c.srv.hits.hit(LimitAuthFailures)
+	c.log().Debug("closing client after wrong tokens", "failures", c.lim.authFailures, "hits", n)
+	return true
+}
