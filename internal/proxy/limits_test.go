@@ -402,3 +402,45 @@ func TestClientIdleTimeout(t *testing.T) {
 		t.Fatalf("LimitHits(LimitIdle) = %d, want 1", n)
 	}
 }
+
+// A session.resume the backend refuses (an unknown session) gives its place
+// back: 200 of them, with 64 KiB of params each, leave no live session and
+// a small map, so neither MaxSessions nor the kept params fill up.
+func TestRefusedResumeGivesBackItsPlace(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	cl := c.client()
+	big := strings.Repeat("p", 64<<10)
+	const n = 200
+	answers := make([]chan message, n)
+	for i := range answers {
+		answers[i] = cl.start("session.resume", map[string]any{"sessionId": fmt.Sprintf("ghost-%d", i), "systemMessage": map[string]any{"content": big}})
+	}
+	for i, ch := range answers {
+		if m := wait(t, ch, "session.resume"); m.Error == nil {
+			t.Fatalf("resume of unknown session ghost-%d succeeded", i)
+		}
+	}
+	cc := c.onlyClient()
+	cc.mu.Lock()
+	entries, live := len(cc.sessions), cc.lim.live
+	cc.mu.Unlock()
+	if live != 0 || entries > maxReleased {
+		t.Fatalf("after %d refused resumes: %d live sessions, %d map entries; want 0 and at most %d", n, live, entries, maxReleased)
+	}
+	for _, f := range c.fakes {
+		if k := c.srv.SessionCount(f.Addr()); k != 0 {
+			t.Fatalf("backend %s: %d sessions placed, want 0", f.Addr(), k)
+		}
+	}
+	// A session the client does hold is kept when a later request fails.
+	createSession(t, cl, "real")
+	if m := cl.call("session.send", map[string]any{"sessionId": "real", "prompt": 42}); m.Error == nil {
+		t.Fatal("session.send with a number for a prompt succeeded")
+	}
+	cc.mu.Lock()
+	live = cc.lim.live
+	cc.mu.Unlock()
+	if live != 1 {
+		t.Fatalf("live sessions after a create: %d, want 1", live)
+	}
+}

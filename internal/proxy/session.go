@@ -38,6 +38,20 @@ type session struct {
 	// stays in the map a while (see release) so the backend's
 	// session.lifecycle about it still reaches the client.
 	deleted bool
+	// sid is the session's id, the same string as its key in the map.
+	sid string
+	// gen counts the times the session was placed (created or taken back),
+	// so a late refusal of an earlier placement leaves a later one alone.
+	// Written by the reader under clientConn.mu.
+	gen uint64
+}
+
+// freshPlace is a session placed by the request that carries it: when the
+// backend refuses that request (or its connection is lost first), the
+// client does not hold the session and its place is given back.
+type freshPlace struct {
+	s   *session
+	gen uint64
 }
 
 // maxReleased bounds the released sessions a client's map keeps: past it
@@ -50,7 +64,7 @@ const maxReleased = 64
 // gets an unstored state naming its ring owner, or nil.
 func (c *clientConn) session(sid []byte, place bool) *session {
 	if place {
-		s, _ := c.placeSession(sid)
+		s, _, _ := c.placeSession(sid)
 		return s
 	}
 	c.mu.Lock()
@@ -65,44 +79,63 @@ func (c *clientConn) session(sid []byte, place bool) *session {
 }
 
 // placeSession returns the session's state on this connection, placing it
-// by the ring when it is new, or taking back a released one. A session
-// beyond MaxSessions is refused. Reader goroutine only (the only one that
-// adds sessions).
-func (c *clientConn) placeSession(sid []byte) (*session, *rpcError) {
+// by the ring when it is new, or taking back a released one (then fresh
+// names the placement). A session beyond MaxSessions is refused. Reader
+// goroutine only (the only one that adds sessions).
+func (c *clientConn) placeSession(sid []byte) (s *session, fresh freshPlace, rerr *rpcError) {
 	c.mu.Lock()
-	s := c.sessions[string(sid)]
+	s = c.sessions[string(sid)]
 	if s != nil && !s.deleted {
 		c.mu.Unlock()
-		return s, nil
+		return s, freshPlace{}, nil
 	}
 	if max := c.srv.cfg.MaxSessions; max > 0 && c.lim.live >= max {
 		c.mu.Unlock()
 		c.srv.limitHit(LimitSessions, "session refused: limit reached", "client", c.id)
-		return nil, proxyError(codeTooManySessions,
+		return nil, freshPlace{}, proxyError(codeTooManySessions,
 			fmt.Sprintf("too many sessions on this connection (limit %d): delete or detach one first", max),
 			errorData{Reason: LimitSessions.String()})
 	}
 	if s != nil {
 		// Taken back: it stays on the backend it was on.
 		s.deleted = false
+		s.gen++
 		c.lim.live++
 		c.mu.Unlock()
 		c.srv.placed(s.backend.Name, 1)
-		return s, nil
+		return s, freshPlace{s: s, gen: s.gen}, nil
 	}
 	c.mu.Unlock()
 	ring := c.srv.table.Ring()
 	b := ring.Lookup(sid)
 	if b == nil {
-		return nil, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true})
+		return nil, freshPlace{}, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true})
 	}
-	s = &session{backend: b, ring: ring}
+	s = &session{backend: b, ring: ring, sid: string(sid)}
 	c.mu.Lock()
-	c.sessions[string(sid)] = s
+	c.sessions[s.sid] = s
 	c.lim.live++
 	c.mu.Unlock()
 	c.srv.placed(b.Name, 1)
-	return s, nil
+	return s, freshPlace{s: s}, nil
+}
+
+// placeRefused gives back the place of a session whose placing request the
+// backend refused (a session.resume of an unknown session, a session.send
+// naming none) or lost: the client does not hold it, and it must not count
+// against MaxSessions nor stay in the map. Called from upstream goroutines;
+// the params stay until the entry leaves the map (s.resume is reader state).
+func (c *clientConn) placeRefused(f freshPlace) {
+	c.mu.Lock()
+	s := f.s
+	if s.deleted || s.gen != f.gen || c.sessions[s.sid] != s {
+		c.mu.Unlock()
+		return // released or placed again since
+	}
+	backend := s.backend.Name
+	c.releaseLocked(s)
+	c.mu.Unlock()
+	c.srv.placed(backend, -1)
 }
 
 // forgetSession releases a session the client deleted or detached: it no
@@ -113,20 +146,27 @@ func (c *clientConn) forgetSession(sid []byte) {
 	s := c.sessions[string(sid)]
 	forget := s != nil && !s.deleted
 	if forget {
-		s.deleted, s.resume = true, nil
-		c.lim.live--
-		c.lim.released = append(c.lim.released, string(sid))
-		if len(c.lim.released) > maxReleased {
-			old := c.lim.released[0]
-			c.lim.released = append(c.lim.released[:0], c.lim.released[1:]...)
-			if o := c.sessions[old]; o != nil && o.deleted {
-				delete(c.sessions, old)
-			}
-		}
+		s.resume = nil
+		c.releaseLocked(s)
 	}
 	c.mu.Unlock()
 	if forget {
 		c.srv.placed(s.backend.Name, -1)
+	}
+}
+
+// releaseLocked marks a live session released and forgets the oldest
+// released one beyond maxReleased. c.mu held.
+func (c *clientConn) releaseLocked(s *session) {
+	s.deleted = true
+	c.lim.live--
+	c.lim.released = append(c.lim.released, s.sid)
+	if len(c.lim.released) > maxReleased {
+		old := c.lim.released[0]
+		c.lim.released = append(c.lim.released[:0], c.lim.released[1:]...)
+		if o := c.sessions[old]; o != nil && o.deleted {
+			delete(c.sessions, old)
+		}
 	}
 }
 
@@ -166,6 +206,7 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 	}
 	release := string(method) == "session.delete" || string(method) == "session.detach"
 	var s *session
+	var fresh freshPlace
 	var rerr *rpcError
 	if release {
 		// Releasing takes no place: an unknown session goes to its ring
@@ -174,7 +215,7 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 			rerr = proxyError(codeNoBackend, "no backend available", errorData{Retryable: true})
 		}
 	} else {
-		s, rerr = c.placeSession(sid)
+		s, fresh, rerr = c.placeSession(sid)
 	}
 	if rerr != nil {
 		c.replyError(id, rerr)
@@ -225,11 +266,16 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		}
 	}
 	s.up = u
-	var turn *session
+	p := pendingReq{client: makeRawID(id), fresh: fresh}
 	if string(method) == "session.send" {
-		turn = s // in a turn once the send is tracked on u (upstream.track)
+		p.turn = s // in a turn once the send is tracked on u (upstream.track)
 	}
-	c.forwardVia(u, body, m, turn)
+	if err := u.forward(body, m, p); err != nil {
+		c.replyError(id, asRPCError(err, u.backend.Name))
+		if fresh.s != nil {
+			c.placeRefused(fresh)
+		}
+	}
 }
 
 // checkPlacement moves a session whose backend was lost, or whose ring owner

@@ -44,6 +44,7 @@ type pendingReq struct {
 	part   int
 	wait   chan internalResult // the proxy's own request (callSync)
 	turn   *session            // the session whose turn this session.send starts
+	fresh  freshPlace          // the session this request placed, given back if it is refused
 	sent   int64               // unix nanoseconds, when a request timeout is set
 }
 
@@ -238,6 +239,9 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 	if p.turn != nil && m.HasError {
 		p.turn.inTurn.Store(false) // the send was refused: no turn runs
 	}
+	if p.fresh.s != nil && m.HasError {
+		u.c.placeRefused(p.fresh)
+	}
 	u.c.pending.Add(-1)
 	u.c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: p.client}, flush)
 	return true
@@ -381,6 +385,9 @@ func (u *upstream) fail(err error) {
 			continue
 		}
 		c.pending.Add(-1)
+		if p.fresh.s != nil {
+			c.placeRefused(p.fresh)
+		}
 		c.replyError(p.client.Bytes(), lost)
 	}
 }
