@@ -25,7 +25,7 @@ log_json = false
 # this file. Default "".
 connection_token = ""
 
-# Limits: what one client connection may cost the proxy.
+# Limits: what clients may cost the proxy, per connection and in total.
 limits {
   # Largest Content-Length accepted from a peer, in bytes; a larger frame
   # closes the connection. Must be > 0. Default 67108864 (64 MiB).

@@ -68,7 +68,7 @@ type Config struct {
 	// secret out of files and process listings. Never log it. Default "".
 	ConnectionToken string
 
-	// Limits bound what one client connection may cost the proxy.
+	// Limits bound what clients may cost the proxy.
 	Limits Limits
 
 	// Upstream configures the proxy's connections to backends.
@@ -97,8 +97,9 @@ type Config struct {
 	Agent Agent
 }
 
-// Limits bound the resources one client connection can hold. Every field must
-// be positive unless its documentation says what zero means.
+// Limits bound the resources clients can make the proxy hold: per connection,
+// and connections in total. Every field must be positive unless its
+// documentation says what zero means.
 type Limits struct {
 	// MaxFrameBytes is the largest Content-Length accepted from a peer, in
 	// bytes; a larger frame closes the connection. Default 67108864 (64 MiB).
