@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/rpcproxy/rpcproxy/internal/frame"
 )
 
 // Limit names one of the limits that turn a peer away.
@@ -136,25 +135,6 @@ func (s *Server) releaseConn(ip string) {
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
-}
-
-// refuseWriteTimeout bounds the one write to a refused connection. The
-// write goes to a fresh socket's empty send buffer and does not wait in
-// practice; the deadline only makes sure the accept loop cannot.
-const refuseWriteTimeout = 10 * time.Millisecond
-
-// refuseConn tells a connection over a cap why, in one JSON-RPC error with
-// id null (the SDK logs it and reports the connection closed), and closes
-// it. Runs on the accept loop: it never waits for the peer.
-func (s *Server) refuseConn(conn net.Conn, l Limit) {
-	s.limitHit(l, "connection refused: limit reached", "remote", conn.RemoteAddr().String())
-	body := responseBody(nil, nil, proxyError(codeTooManyConnections,
-		"rpcproxy: too many connections ("+l.String()+"); try again later", errorData{Retryable: true, Reason: l.String()}))
-	_ = conn.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
-	w := frame.NewWriter(conn)
-	_ = w.Write(body)
-	_ = w.Flush()
-	conn.Close()
 }
 
 // clientLimits is the per-connection state of the limits: the handshake

@@ -28,11 +28,19 @@ func (c *cluster) onlyClient() *clientConn {
 	return nil
 }
 
-// readRefusal reads what the proxy sends a connection it refuses: one
-// JSON-RPC error with id null, then the end of the stream.
-func readRefusal(t testing.TB, conn net.Conn) *rpcError {
+// readRefusal sends a request (unless id is "null": then nothing) and reads
+// what the proxy sends a connection it refuses: one JSON-RPC error with that
+// id, then the end of the stream.
+func readRefusal(t testing.TB, conn net.Conn, id string) *rpcError {
 	t.Helper()
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if id != "null" {
+		w := frame.NewWriter(conn)
+		_ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + id + `,"method":"connect","params":{}}`))
+		if err := w.Flush(); err != nil {
+			t.Fatalf("refused connection: write: %v", err)
+		}
+	}
 	r := frame.NewReader(conn, nil, frame.Limits{})
 	buf, err := r.Read()
 	if err != nil {
@@ -41,8 +49,8 @@ func readRefusal(t testing.TB, conn net.Conn) *rpcError {
 	var m message
 	err = json.Unmarshal(buf.B, &m)
 	buf.Release()
-	if err != nil || string(m.ID) != "null" || m.Error == nil {
-		t.Fatalf("refused connection: got %+v (%v), want an error with id null", m, err)
+	if err != nil || string(m.ID) != id || m.Error == nil {
+		t.Fatalf("refused connection: got %+v (%v), want an error with id %s", m, err, id)
 	}
 	if _, err := r.Read(); !errors.Is(err, io.EOF) {
 		t.Fatalf("refused connection: after the error got %v, want EOF", err)
@@ -60,9 +68,9 @@ func countLines(logs, substr string) int {
 	return n
 }
 
-// Past max_connections a connection gets one -32036 error and is closed;
-// one log line covers a burst; a slot freed by a client that leaves is
-// taken again.
+// Past max_connections a connection's first request is answered with
+// -32036 and the connection closed; one log line covers a burst; a slot
+// freed by a client that leaves is taken again.
 func TestMaxConnections(t *testing.T) {
 	c := newCluster(t, clusterOptions{backends: 1, proxy: func(cfg *Config) { cfg.MaxConnections = 2 }})
 	first := c.client()
@@ -72,7 +80,7 @@ func TestMaxConnections(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := readRefusal(t, conn)
+		e := readRefusal(t, conn, fmt.Sprint(i+1))
 		conn.Close()
 		if e.Code != codeTooManyConnections || !strings.Contains(e.Message, "max_connections") {
 			t.Fatalf("refusal: %d %q", e.Code, e.Message)
@@ -84,6 +92,36 @@ func TestMaxConnections(t *testing.T) {
 	if n := countLines(c.logs.String(), "connection refused"); n != 1 {
 		t.Fatalf("%d log lines for 5 refused connections, want 1", n)
 	}
+	// Refused connections that send nothing wait for their first request,
+	// maxRefusing at most: one more is told at once, with id null.
+	silent := make([]net.Conn, maxRefusing)
+	for i := range silent {
+		conn, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		silent[i] = conn
+	}
+	eventually(t, 5*time.Second, "the silent connections to be refused", func() bool {
+		c.srv.mu.Lock()
+		defer c.srv.mu.Unlock()
+		return len(c.srv.refusing) == maxRefusing
+	})
+	conn, err := net.Dial("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	readRefusal(t, conn, "null")
+	// The silent ones are closed after refuseTimeout.
+	for _, conn := range silent {
+		_ = conn.SetReadDeadline(time.Now().Add(refuseTimeout + 5*time.Second))
+		if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("silent refused connection: read %v, want EOF", err)
+		}
+	}
+
 	first.conn.Close()
 	eventually(t, 5*time.Second, "the first client to be gone", func() bool { return c.srv.Clients() == 1 })
 	c.client().mustCall("ping", map[string]any{}, nil)
@@ -99,7 +137,7 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if e := readRefusal(t, conn); e.Code != codeTooManyConnections || !strings.Contains(e.Message, "max_connections_per_ip") {
+	if e := readRefusal(t, conn, `"c-1"`); e.Code != codeTooManyConnections || !strings.Contains(e.Message, "max_connections_per_ip") {
 		t.Fatalf("refusal: %d %q", e.Code, e.Message)
 	}
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}

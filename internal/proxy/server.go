@@ -115,7 +115,8 @@ type Server struct {
 	closed   bool
 	listener net.Listener
 	clients  map[*clientConn]struct{}
-	perIP    map[string]int // open connections per source IP, with MaxConnectionsPerIP
+	perIP    map[string]int        // open connections per source IP, with MaxConnectionsPerIP
+	refusing map[net.Conn]struct{} // connections over a cap being answered (refuse.go)
 	wg       sync.WaitGroup
 }
 
@@ -123,7 +124,8 @@ type Server struct {
 func New(cfg Config, table *router.Table, health Health) *Server {
 	cfg = cfg.withDefaults()
 	return &Server{cfg: cfg, log: cfg.Logger, table: table, health: health,
-		clients: make(map[*clientConn]struct{}), counts: make(map[string]int), perIP: make(map[string]int)}
+		clients: make(map[*clientConn]struct{}), counts: make(map[string]int), perIP: make(map[string]int),
+		refusing: make(map[net.Conn]struct{})}
 }
 
 // ErrServerClosed is returned by Serve after Close.
@@ -216,6 +218,9 @@ func (s *Server) Close() error {
 	clients := make([]*clientConn, 0, len(s.clients))
 	for c := range s.clients {
 		clients = append(clients, c)
+	}
+	for conn := range s.refusing {
+		conn.Close()
 	}
 	s.mu.Unlock()
 	for _, c := range clients {
