@@ -54,10 +54,10 @@ limits {
   max_pending_requests = 4096
 
   # SDK connections open at once, over all clients. One past it is accepted,
-  # sent one JSON-RPC error (id null, code -32036, "too many connections")
-  # and closed at once: the SDK sees its connection closed. Each connection
-  # also holds one upstream connection per backend it uses. 0 means no cap.
-  # Default 16384.
+  # its first request (the SDK's connect) is answered with error -32036
+  # ("too many connections", data.retryable true) and it is closed: the
+  # SDK's start fails with that error. Each connection also holds one
+  # upstream connection per backend it uses. 0 means no cap. Default 16384.
   max_connections = 16384
 
   # SDK connections open at once from one source IP address, refused like

@@ -129,8 +129,9 @@ type Limits struct {
 	MaxPendingRequests int
 
 	// MaxConnections caps the SDK connections open at once over all
-	// clients. One past it is accepted, sent one JSON-RPC error (id null,
-	// code -32036) and closed at once. Each connection also holds one
+	// clients. One past it is accepted, its first request (the SDK's
+	// connect) is answered with error -32036, and it is closed: the SDK's
+	// start fails with "too many connections". Each connection also holds one
 	// upstream connection per backend it uses, so the process needs about
 	// MaxConnections × (1 + backends used) file descriptors. Zero means no
 	// cap. Default 16384.

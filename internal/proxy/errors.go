@@ -31,8 +31,9 @@ const (
 	// for failover. Not retryable.
 	codeParamsTooLarge = -32035
 	// codeTooManyConnections: the connection was refused by
-	// Config.MaxConnections or Config.MaxConnectionsPerIP; sent with id
-	// null just before the proxy closes it. Retryable later.
+	// Config.MaxConnections or Config.MaxConnectionsPerIP; the answer to
+	// its first request (refuse.go), then the proxy closes it. Retryable
+	// later.
 	codeTooManyConnections = -32036
 )
 

@@ -42,8 +42,9 @@ type Config struct {
 	// MaxPending caps a client's requests in flight; a fan-out counts as
 	// one until answered. Default 4096.
 	MaxPending int
-	// MaxConnections caps the client connections open at once; one more is
-	// sent a -32036 error and closed. Zero means no cap.
+	// MaxConnections caps the client connections open at once; one more
+	// has its first request answered with -32036 and is closed. Zero means
+	// no cap.
 	MaxConnections int
 	// MaxConnectionsPerIP caps the client connections open at once from one
 	// source IP address, like MaxConnections. Zero means no cap.
