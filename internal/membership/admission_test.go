@@ -170,6 +170,19 @@ func TestDuplicateClaimFirstKeeps(t *testing.T) {
 	if b := findBackend(bs, "owner"); b == nil || !b.Healthy || b.Draining || b.Weight != 1 {
 		t.Fatalf("owner's backend changed by the second claimant: %+v", bs)
 	}
+	// The first claim is stable across the owner's own updates.
+	m := backendMeta(1)
+	m.Weight = 2
+	if err := owner.UpdateMeta(m); err != nil {
+		t.Fatal(err)
+	}
+	bs, _ = rec.wait(t, 5*time.Second, "owner's update", func(bs []Backend) bool {
+		b := findBackend(bs, "owner")
+		return b == nil || b.Weight == 2
+	})
+	if findBackend(bs, "owner") == nil || findBackend(bs, "a-hostile") != nil {
+		t.Fatalf("the owner lost its address by updating its metadata: %+v", bs)
+	}
 
 	if err := owner.Close(); err != nil {
 		t.Fatal(err)
@@ -221,10 +234,16 @@ func TestUnauthenticatedWarnings(t *testing.T) {
 
 func TestInsecureBindJoinRefused(t *testing.T) {
 	t.Parallel()
-	// Refused by Validate inside Join, before anything is bound.
+	// Refused by Validate inside Join, before anything is bound. 192.0.2.1
+	// (TEST-NET-1) is on no interface: without the check the bind fails with
+	// another error, so this test never opens a non-loopback port.
 	c := testConfig("n", ProfileFast, proxyMeta)
-	c.BindAddr = "0.0.0.0:0"
-	if _, err := Join(context.Background(), c); !errors.Is(err, ErrUnauthenticated) {
-		t.Fatalf("Join on 0.0.0.0 without keys = %v, want ErrUnauthenticated", err)
+	c.BindAddr = "192.0.2.1:0"
+	n, err := Join(context.Background(), c)
+	if err == nil {
+		n.Shutdown()
+	}
+	if !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("Join on 192.0.2.1 without keys = %v, want ErrUnauthenticated", err)
 	}
 }
