@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 
 	"github.com/hashicorp/go-hclog"
@@ -21,18 +23,35 @@ func gossipConfig(cfg *config.Config, name string, meta membership.Meta, log hcl
 	if err != nil {
 		return membership.Config{}, fmt.Errorf("gossip.encrypt: %w", err)
 	}
+	allowed := make([]netip.Prefix, 0, len(cfg.Gossip.AllowedBackends))
+	for i, s := range cfg.Gossip.AllowedBackends {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return membership.Config{}, fmt.Errorf("gossip.allowed_backends[%d]: %w", i, err)
+		}
+		allowed = append(allowed, p)
+	}
 	mc := membership.DefaultConfig()
 	mc.NodeName = name
 	mc.BindAddr = cfg.Gossip.Bind
 	if mc.BindAddr == "" {
 		mc.BindAddr = config.DefaultGossipBind
 	}
+	if host, port, err := net.SplitHostPort(mc.BindAddr); err == nil && host == "" {
+		// The config's "all interfaces"; memberlist wants an IP.
+		mc.BindAddr = net.JoinHostPort("0.0.0.0", port)
+	}
 	mc.AdvertiseAddr = cfg.Gossip.Advertise
 	mc.Join = cfg.Gossip.Join
 	mc.Keys = keys
+	mc.Insecure = cfg.Gossip.Insecure
+	mc.AllowedBackends = allowed
 	mc.Profile = membership.Profile(cfg.Gossip.Profile)
 	mc.Meta = meta
 	mc.Logger = log.Named("gossip")
+	if err := mc.Validate(); err != nil {
+		return membership.Config{}, fmt.Errorf("gossip: %w", err)
+	}
 	return mc, nil
 }
 
@@ -47,7 +66,10 @@ func uniqueName(prefix string) string {
 
 // joinAsProxy joins the gossip cluster as role proxy; the pool follows the
 // alive backend members that report themselves healthy and not draining,
-// intersected with the proxy's own checks.
+// intersected with the proxy's own checks. Only members the membership node
+// admits (CLI address on their own gossip IP or in gossip.allowed_backends,
+// first claimant of an address) reach the pool, and so receive the backend
+// token and sessions.
 func joinAsProxy(ctx context.Context, cfg *config.Config, checker *health.Checker, log hclog.Logger) (*membership.Node, error) {
 	pool := &gossipPool{checker: checker, token: cfg.Gossip.BackendToken, log: log.Named("gossip"), added: map[string]bool{}}
 	mc, err := gossipConfig(cfg, uniqueName("proxy"), membership.Meta{Role: membership.RoleProxy, Version: version}, log)

@@ -106,15 +106,19 @@ backend "10.0.0.1:4322" {}
   join      = ["10.1.2.4:7000", "peer.internal:7000"]
   encrypt   = ["k1", "k2"]
   profile   = "fast"
+  insecure  = true
+  allowed_backends = ["10.1.0.0/16"]
 }
 `,
 			want: func(c *Config) {
 				c.Gossip = Gossip{
-					Bind:      "0.0.0.0:7000",
-					Advertise: "10.1.2.3:7000",
-					Join:      []string{"10.1.2.4:7000", "peer.internal:7000"},
-					Encrypt:   []string{"k1", "k2"},
-					Profile:   ProfileFast,
+					Bind:            "0.0.0.0:7000",
+					Advertise:       "10.1.2.3:7000",
+					Join:            []string{"10.1.2.4:7000", "peer.internal:7000"},
+					Encrypt:         []string{"k1", "k2"},
+					Profile:         ProfileFast,
+					Insecure:        true,
+					AllowedBackends: []string{"10.1.0.0/16"},
 				}
 			},
 		},
@@ -311,6 +315,26 @@ func TestApplyEnv(t *testing.T) {
 	}
 	if c.Gossip.Encrypt != nil {
 		t.Errorf("Gossip.Encrypt = %q, want nil for a list of blanks", c.Gossip.Encrypt)
+	}
+	if c.Gossip.Insecure {
+		t.Errorf("Gossip.Insecure set with no %s", EnvGossipInsecure)
+	}
+}
+
+func TestApplyEnvInsecure(t *testing.T) {
+	for value, want := range map[string]bool{"1": true, "true": true, "0": false, "yes": false, "": false} {
+		c := Default()
+		c.ApplyEnv(func(k string) string { return map[string]string{EnvGossipInsecure: value}[k] })
+		if c.Gossip.Insecure != want {
+			t.Errorf("%s=%q: Insecure = %v, want %v", EnvGossipInsecure, value, c.Gossip.Insecure, want)
+		}
+	}
+	// The environment cannot turn off what the file turned on.
+	c := Default()
+	c.Gossip.Insecure = true
+	c.ApplyEnv(func(k string) string { return map[string]string{EnvGossipInsecure: "0"}[k] })
+	if !c.Gossip.Insecure {
+		t.Error("environment turned off the file's insecure = true")
 	}
 }
 
