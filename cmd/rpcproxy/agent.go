@@ -98,6 +98,10 @@ func runAgent(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	if name == "" {
 		name = "agent-" + addr
 	}
+	addr, err := advertisedCLI(ctx, addr)
+	if err != nil {
+		return err
+	}
 	am := &agentMeta{log: log, meta: membership.Meta{
 		Role: membership.RoleBackend, Addr: addr, Weight: cfg.Agent.Weight, Healthy: true, Version: version,
 	}}

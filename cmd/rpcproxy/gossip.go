@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -53,6 +54,43 @@ func gossipConfig(cfg *config.Config, name string, meta membership.Meta, log hcl
 		return membership.Config{}, fmt.Errorf("gossip: %w", err)
 	}
 	return mc, nil
+}
+
+// advertiseResolveTimeout bounds the agent's one look-up of a host name in
+// its advertised CLI address.
+const advertiseResolveTimeout = 5 * time.Second
+
+// advertisedCLI returns the CLI address an agent advertises for addr: proxies
+// admit only an IP literal (equal to the agent's gossip IP, or in their
+// gossip.allowed_backends), so a host name (e.g. a compose service name) is
+// resolved once, here at start, to an IP (the first IPv4 one, else the
+// first). The agent does this look-up for itself; proxies never resolve a
+// name a peer gave them.
+func advertisedCLI(ctx context.Context, addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("advertised CLI address %q: %w", addr, err)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return net.JoinHostPort(ip.Unmap().String(), port), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, advertiseResolveTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return "", fmt.Errorf("advertised CLI address %q: %w", addr, err)
+	}
+	if len(ips) == 0 {
+		return "", fmt.Errorf("advertised CLI address %q: host has no IP address", addr)
+	}
+	best := ips[0].Unmap()
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			best = ip.Unmap()
+			break
+		}
+	}
+	return net.JoinHostPort(best.String(), port), nil
 }
 
 // uniqueName is a node name for a proxy: the host name and a random suffix,

@@ -203,3 +203,40 @@ func TestGossipInsecureStartsAndWarns(t *testing.T) {
 	agent.waitLog(t, "INSECURE: gossip is not encrypted or authenticated", 1)
 	agent.waitLog(t, "agent joined gossip cluster", 1)
 }
+
+func TestAdvertisedCLI(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.5:4321":          "10.0.0.5:4321",
+		"[::ffff:10.0.0.5]:4321": "10.0.0.5:4321",
+		"[::1]:4321":             "[::1]:4321",
+		"localhost:4321":         "127.0.0.1:4321", // IPv4 first
+	} {
+		got, err := advertisedCLI(context.Background(), in)
+		if err != nil || got != want {
+			t.Errorf("advertisedCLI(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := advertisedCLI(context.Background(), "no-port"); err == nil {
+		t.Error("advertisedCLI accepted an address without a port")
+	}
+}
+
+// An agent advertising its CLI by host name (as in deploy/docker-compose.yml)
+// advertises the resolved IP, which proxies admit.
+func TestGossipAgentAdvertisingHostNameIsAdmitted(t *testing.T) {
+	p := startTestProxy(t, nil, nil)
+	cli, err := fakecli.Listen("127.0.0.1:0", fakecli.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	_, port, _ := strings.Cut(cli.Addr(), ":")
+	cfg := gossipTestConfig([]string{p.node.Addr()}, nil)
+	cfg.Agent.CLI = cli.Addr()
+	cfg.Agent.Advertise = "localhost:" + port
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runAgent(ctx, cfg, nullLogger()) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "agent advertising localhost routable", func() bool { return ringHas(p.table.Ring(), cli.Addr()) })
+}
