@@ -21,9 +21,15 @@ import (
 //   - no other admitted member claimed the same CLI address first. The first
 //     claimant keeps the address for as long as it claims it, so a second
 //     member cannot mark another's CLI server unhealthy or draining, or
-//     change its weight; when the first leaves, the next claimant takes it.
+//     change its weight; when the first leaves, the next claimant takes it;
+//   - it is among the first MaxBackends claims (in claim order).
 //
 // Everything else is refused and logged once per member and kind of refusal.
+
+// MaxBackends bounds the backend set a Node delivers: every backend costs a
+// proxy a health checker and ring members, and gossip lets peers add members
+// without end. Claims beyond it, in claim order, are refused.
+const MaxBackends = 1024
 
 // refusalKind names why a member is not a backend; a member's refusal is
 // logged again only when its kind changes.
@@ -34,6 +40,7 @@ const (
 	refusedName      refusalKind = "unusable node name"
 	refusedAddr      refusalKind = "CLI address not on the member's host"
 	refusedDuplicate refusalKind = "CLI address claimed by another member"
+	refusedLimit     refusalKind = "backend limit reached"
 )
 
 // refusal is a backend member that was not admitted.
@@ -65,15 +72,10 @@ func admit(members []Member, allowed []netip.Prefix) ([]Backend, []refusal) {
 			claims[c.addr] = append(claims[c.addr], c)
 		}
 	}
-	out := make([]Backend, 0, len(claims))
+	owners := make([]claimant, 0, len(claims))
 	for _, cs := range claims {
-		first := slices.MinFunc(cs, func(a, b claimant) int {
-			if a.member.claimSeq != b.member.claimSeq {
-				return cmp.Compare(a.member.claimSeq, b.member.claimSeq)
-			}
-			return strings.Compare(a.member.Name, b.member.Name)
-		})
-		out = append(out, first.backend)
+		first := slices.MinFunc(cs, claimOrder)
+		owners = append(owners, first)
 		for _, c := range cs {
 			if c.member.Name != first.member.Name {
 				refused = append(refused, refusal{
@@ -83,9 +85,29 @@ func admit(members []Member, allowed []netip.Prefix) ([]Backend, []refusal) {
 			}
 		}
 	}
+	if len(owners) > MaxBackends {
+		slices.SortFunc(owners, claimOrder)
+		for _, c := range owners[MaxBackends:] {
+			refused = append(refused, refusal{name: c.member.Name, kind: refusedLimit,
+				detail: fmt.Sprintf("%d backends already admitted", MaxBackends)})
+		}
+		owners = owners[:MaxBackends]
+	}
+	out := make([]Backend, len(owners))
+	for i, c := range owners {
+		out[i] = c.backend
+	}
 	slices.SortFunc(out, func(a, b Backend) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(refused, func(a, b refusal) int { return strings.Compare(a.name, b.name) })
 	return out, refused
+}
+
+// claimOrder orders claims by when they began, then by name.
+func claimOrder(a, b claimant) int {
+	if c := cmp.Compare(a.member.claimSeq, b.member.claimSeq); c != 0 {
+		return c
+	}
+	return strings.Compare(a.member.Name, b.member.Name)
 }
 
 // checkClaim applies the per-member rules to m. ok reports a claimant; a

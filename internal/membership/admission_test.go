@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -79,6 +80,23 @@ func TestAdmit(t *testing.T) {
 				t.Errorf("second claimant changed the first's state: %+v", bs[0])
 			}
 		})
+	}
+}
+
+func TestAdmitLimit(t *testing.T) {
+	t.Parallel()
+	var members []Member
+	for i := MaxBackends + 5; i > 0; i-- { // later claims first in the slice
+		members = append(members, member(fmt.Sprintf("m%05d", i), "10.0.0.5", fmt.Sprintf("10.0.0.5:%d", i), uint64(i)))
+	}
+	bs, refused := admit(members, nil)
+	if len(bs) != MaxBackends || len(refused) != 5 {
+		t.Fatalf("%d admitted, %d refused; want %d and 5", len(bs), len(refused), MaxBackends)
+	}
+	for _, r := range refused {
+		if r.kind != refusedLimit || r.name <= fmt.Sprintf("m%05d", MaxBackends) {
+			t.Fatalf("refused %+v; want the latest claims refused for the limit", r)
+		}
 	}
 }
 
