@@ -184,7 +184,8 @@ agent {
   weight = 1
 
   # The CLI server's COPILOT_CONNECTION_TOKEN, for the agent's own checks.
-  # Default "".
+  # When empty here, the agent's environment variable COPILOT_CONNECTION_TOKEN
+  # is used: start the agent with the same environment as its CLI. Default "".
   token = ""
 
   # After SIGTERM the agent announces itself draining (no new sessions; its

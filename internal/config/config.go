@@ -43,6 +43,10 @@ const (
 	EnvGossipKeys = "RPCPROXY_GOSSIP_KEYS"
 	// EnvBackendToken supplies Gossip.BackendToken when the file leaves it empty.
 	EnvBackendToken = "RPCPROXY_BACKEND_TOKEN"
+	// EnvAgentToken supplies Agent.Token when the file leaves it empty: the
+	// variable the CLI server itself reads its connection token from, so an
+	// agent started in the same environment as its CLI uses the same token.
+	EnvAgentToken = "COPILOT_CONNECTION_TOKEN"
 )
 
 // Config is the whole configuration of one rpcproxy process. The zero value
@@ -283,7 +287,9 @@ type Agent struct {
 	Weight int
 
 	// Token is the CLI server's COPILOT_CONNECTION_TOKEN, used by the
-	// agent's own checks. Never log it. Default "".
+	// agent's own checks. When the file leaves it empty, Load takes it from
+	// the COPILOT_CONNECTION_TOKEN environment variable, as the CLI beside
+	// the agent does. Never log it. Default "".
 	Token string
 
 	// DrainTimeout bounds how long the agent stays in the cluster as

@@ -7,7 +7,10 @@ import "strings"
 //
 //   - ConnectionToken from RPCPROXY_CONNECTION_TOKEN;
 //   - Gossip.Encrypt from RPCPROXY_GOSSIP_KEYS, a comma-separated list of
-//     base64 keys, primary first (blanks around commas are ignored).
+//     base64 keys, primary first (blanks around commas are ignored);
+//   - Gossip.BackendToken from RPCPROXY_BACKEND_TOKEN;
+//   - Agent.Token from COPILOT_CONNECTION_TOKEN, the variable the CLI server
+//     beside an agent reads its own token from.
 //
 // A value set in the file always wins over the environment. Load calls
 // ApplyEnv; call it yourself only when building a Config without Load.
@@ -20,6 +23,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if c.Gossip.BackendToken == "" {
 		c.Gossip.BackendToken = getenv(EnvBackendToken)
+	}
+	if c.Agent.Token == "" {
+		c.Agent.Token = getenv(EnvAgentToken)
 	}
 }
 
