@@ -115,6 +115,8 @@ func runAgent(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 			if json.Unmarshal(info, &v) == nil && v.ProtocolVersion > 0 {
 				am.update(func(m *membership.Meta) { m.ProtocolVersion = v.ProtocolVersion })
 			}
+			// Once per new connection: says the token and address are right.
+			log.Info("local CLI accepted the agent's connect", "cli", cfg.Agent.CLI, "protocol_version", v.ProtocolVersion)
 		},
 		OnChange: func(_ string, _, to health.State) {
 			log.Info("local CLI state", "cli", cfg.Agent.CLI, "state", to.String())
