@@ -99,7 +99,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		name = "agent-" + addr
 	}
 	am := &agentMeta{log: log, meta: membership.Meta{
-		Role: membership.RoleBackend, Addr: addr, Weight: cfg.Agent.Weight, Healthy: true, Version: version,
+		Role: membership.RoleBackend, Addr: addr, Weight: cfg.Agent.Weight, Healthy: true, Version: metaVersion(),
 	}}
 
 	// The agent's own check of its CLI: the same probes a proxy runs.
