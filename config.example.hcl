@@ -105,8 +105,9 @@ pool {
   copilot_path = ""
 
   # COPILOT_HOME shared by all children, so any child can resume a session
-  # another created. "" makes one private directory under the OS temporary
-  # directory for the life of the process. Default "".
+  # another created. "" makes one private directory (rpcproxy-pool-*) under
+  # the OS temporary directory, removed with its sessions when rpcproxy exits
+  # (a directory given here is never removed). Default "".
   home = ""
 
   # Extra command-line arguments given to every child. Default [].

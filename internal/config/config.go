@@ -191,8 +191,9 @@ type Pool struct {
 
 	// Home is the COPILOT_HOME directory shared by all children, so that any
 	// of them can resume a session another one created. Empty means the pool
-	// creates one private directory under the OS temporary directory
-	// (os.TempDir) for the life of the process. Default "".
+	// creates one private directory (rpcproxy-pool-*) under the OS temporary
+	// directory (os.TempDir) and removes it, sessions included, when the
+	// process exits; a directory set here is never removed. Default "".
 	Home string
 
 	// Args are extra command-line arguments given to every child, after the
