@@ -39,8 +39,10 @@ e2e: e2e-install
 	cd e2e && E2E_REQUIRED=1 $(GO) test -p 1 -count=1 -timeout 30m ./...
 
 ## demo: a local pool of 3 headless CLI servers behind rpcproxy, a local model
-## stub, and a few SDK sessions driven through it.
-demo: e2e-install build
+## stub, and a few SDK sessions driven through it. Uses `copilot` from PATH when
+## it is the pinned version; installs the pinned CLI from npm otherwise, and the
+## Node SDK either way (scripts/demo-cli.sh, e2e/install.sh).
+demo: build
 	bash scripts/demo.sh
 
 ## bench: the load bench (direct vs rpcproxy vs HAProxy) and the micro-benchmarks.
