@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rpcproxy/rpcproxy/internal/membership"
 )
 
 func TestStampFromBuildInfo(t *testing.T) {
@@ -102,5 +104,17 @@ func TestMakeStampsVersion(t *testing.T) {
 	}
 	if want := "rpcproxy " + describe + " (commit " + head + ", "; !strings.HasPrefix(got, want) {
 		t.Errorf("rpcproxy version = %q, want it to start with %q", got, want)
+	}
+}
+
+// A long git describe (a long tag) must not make the gossip metadata invalid:
+// agents would fail to join.
+func TestMetaVersionFitsMetadata(t *testing.T) {
+	saved := version
+	t.Cleanup(func() { version = saved })
+	version = strings.Repeat("v", membership.MaxVersionLen+10)
+	m := membership.Meta{Role: membership.RoleProxy, Version: metaVersion()}
+	if err := m.Validate(); err != nil {
+		t.Errorf("metadata with version %q: %v", m.Version, err)
 	}
 }
