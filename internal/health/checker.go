@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -116,10 +118,16 @@ type host struct {
 	draining bool
 	// agentDown: the backend's agent reports its CLI unhealthy (gossip).
 	agentDown bool
-	good      int // consecutive good checks
-	bad       int // consecutive failed checks
-	stop      chan struct{}
-	kick      chan struct{} // check now (after a Suspect report)
+	// The last check: when it started, how long it took, its error, and
+	// the backend's last connect result (version, protocolVersion).
+	lastCheck   time.Time
+	lastLatency time.Duration
+	lastErr     error
+	info        json.RawMessage
+	good        int // consecutive good checks
+	bad         int // consecutive failed checks
+	stop        chan struct{}
+	kick        chan struct{} // check now (after a Suspect report)
 	// suspect: a live connection to the backend failed; the next probe
 	// decides. A refused or reset probe then takes it down at once.
 	suspect bool
@@ -273,6 +281,41 @@ func (c *Checker) State(name string) (State, bool) {
 	return h.effective(), true
 }
 
+// BackendStatus is what the checker knows of one backend, for operators.
+type BackendStatus struct {
+	Name     string
+	Addr     string
+	Weight   int
+	State    State // effective: down, draining or up
+	Draining bool  // marked draining (by an operator or its agent)
+	// AgentDown: the backend's gossip agent reports its CLI unhealthy.
+	AgentDown bool
+	// LastCheck is when the last probe started (zero before the first);
+	// LastLatency how long it took; LastError its error, "" when it passed.
+	LastCheck   time.Time
+	LastLatency time.Duration
+	LastError   string
+	// Info is the backend's last connect result (version, protocolVersion).
+	Info json.RawMessage
+}
+
+// Status returns every backend's status, sorted by name.
+func (c *Checker) Status() []BackendStatus {
+	c.mu.Lock()
+	out := make([]BackendStatus, 0, len(c.hosts))
+	for _, h := range c.hosts {
+		st := BackendStatus{Name: h.b.Name, Addr: h.b.Addr, Weight: max(h.b.Weight, 1), State: h.effective(),
+			Draining: h.draining, AgentDown: h.agentDown, LastCheck: h.lastCheck, LastLatency: h.lastLatency, Info: h.info}
+		if h.lastErr != nil {
+			st.LastError = h.lastErr.Error()
+		}
+		out = append(out, st)
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b BackendStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // Usable reports whether a backend answers: up, or draining (which still
 // serves the sessions it has until they move).
 func (c *Checker) Usable(name string) bool {
@@ -380,6 +423,12 @@ func (c *Checker) checkLoop(h *host) {
 				c.cfg.OnInfo(p.info)
 			}
 		}
+		c.mu.Lock()
+		h.lastCheck, h.lastLatency, h.lastErr = started, time.Since(started), err
+		if fresh && err == nil {
+			h.info = p.info
+		}
+		c.mu.Unlock()
 		c.record(h, err, false)
 		// Checks start every interval, however long each took: a frozen
 		// backend is down within fall × interval + timeout.

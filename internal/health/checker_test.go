@@ -208,3 +208,33 @@ func TestDrainingLeavesRingButStaysUsable(t *testing.T) {
 		t.Fatal("removed backend still on the ring")
 	}
 }
+
+// Status reports each backend's state and its last check.
+func TestStatusReportsLastCheck(t *testing.T) {
+	var tr transitions
+	c, _ := newChecker(t, &tr, 20*time.Millisecond)
+	a := startFake(t, fakecli.Config{})
+	c.Add(&router.Backend{Name: a.Addr(), Addr: a.Addr(), Weight: 3})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := c.Status()
+		if len(st) == 1 && !st[0].LastCheck.IsZero() && len(st[0].Info) > 0 {
+			if st[0].State != StateUp || st[0].Weight != 3 || st[0].LastError != "" || st[0].LastLatency <= 0 || protocolVersion(st[0].Info) != 3 {
+				t.Fatalf("status: %+v", st[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no check reported: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.Close()
+	deadline = time.Now().Add(5 * time.Second)
+	for st := c.Status(); st[0].State != StateDown || st[0].LastError == ""; st = c.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("dead backend: %+v", st[0])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
