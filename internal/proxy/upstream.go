@@ -114,11 +114,12 @@ func (u *upstream) openConn() error {
 		return fmt.Errorf("dial %s: %w", u.backend.Addr, err)
 	}
 	u.mu.Lock()
-	if u.closed {
+	if u.closed || u.aborted != nil {
+		aborted := u.aborted
 		u.mu.Unlock()
 		conn.Close()
-		if u.aborted != nil {
-			return u.aborted
+		if aborted != nil {
+			return aborted
 		}
 		return errUpstreamClosed
 	}
