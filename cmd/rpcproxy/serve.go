@@ -116,11 +116,6 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
-		OnChange: func(name string, _, to health.State) {
-			if to == health.StateDown {
-				srv.BackendDown(name)
-			}
-		},
 		Logger: log.Named("health"),
 	}, table)
 	defer checker.Close()
