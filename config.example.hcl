@@ -105,8 +105,9 @@ pool {
   copilot_path = ""
 
   # COPILOT_HOME shared by all children, so any child can resume a session
-  # another created. "" makes one private directory under the OS temporary
-  # directory for the life of the process. Default "".
+  # another created. "" makes one private directory (rpcproxy-pool-*) under
+  # the OS temporary directory, removed with its sessions when rpcproxy exits
+  # (a directory given here is never removed). Default "".
   home = ""
 
   # Extra command-line arguments given to every child. Default [].
@@ -202,7 +203,8 @@ agent {
   weight = 1
 
   # The CLI server's COPILOT_CONNECTION_TOKEN, for the agent's own checks.
-  # Default "".
+  # When empty here, the agent's environment variable COPILOT_CONNECTION_TOKEN
+  # is used: start the agent with the same environment as its CLI. Default "".
   token = ""
 
   # After SIGTERM the agent announces itself draining (no new sessions; its

@@ -110,7 +110,7 @@ func uniqueName(prefix string) string {
 // token and sessions.
 func joinAsProxy(ctx context.Context, cfg *config.Config, checker *health.Checker, log hclog.Logger) (*membership.Node, error) {
 	pool := &gossipPool{checker: checker, token: cfg.Gossip.BackendToken, log: log.Named("gossip"), added: map[string]bool{}}
-	mc, err := gossipConfig(cfg, uniqueName("proxy"), membership.Meta{Role: membership.RoleProxy, Version: version}, log)
+	mc, err := gossipConfig(cfg, uniqueName("proxy"), membership.Meta{Role: membership.RoleProxy, Version: metaVersion()}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,10 @@ const (
 	EnvGossipKeys = "RPCPROXY_GOSSIP_KEYS"
 	// EnvBackendToken supplies Gossip.BackendToken when the file leaves it empty.
 	EnvBackendToken = "RPCPROXY_BACKEND_TOKEN"
+	// EnvAgentToken supplies Agent.Token when the file leaves it empty: the
+	// variable the CLI server itself reads its connection token from, so an
+	// agent started in the same environment as its CLI uses the same token.
+	EnvAgentToken = "COPILOT_CONNECTION_TOKEN"
 	// EnvGossipInsecure, set to "1" or "true" (any value strconv.ParseBool
 	// reads as true), sets Gossip.Insecure when the file does not.
 	EnvGossipInsecure = "RPCPROXY_GOSSIP_INSECURE"
@@ -190,8 +194,9 @@ type Pool struct {
 
 	// Home is the COPILOT_HOME directory shared by all children, so that any
 	// of them can resume a session another one created. Empty means the pool
-	// creates one private directory under the OS temporary directory
-	// (os.TempDir) for the life of the process. Default "".
+	// creates one private directory (rpcproxy-pool-*) under the OS temporary
+	// directory (os.TempDir) and removes it, sessions included, when the
+	// process exits; a directory set here is never removed. Default "".
 	Home string
 
 	// Args are extra command-line arguments given to every child, after the
@@ -306,7 +311,9 @@ type Agent struct {
 	Weight int
 
 	// Token is the CLI server's COPILOT_CONNECTION_TOKEN, used by the
-	// agent's own checks. Never log it. Default "".
+	// agent's own checks. When the file leaves it empty, Load takes it from
+	// the COPILOT_CONNECTION_TOKEN environment variable, as the CLI beside
+	// the agent does. Never log it. Default "".
 	Token string
 
 	// DrainTimeout bounds how long the agent stays in the cluster as

@@ -234,8 +234,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 }
 
 func TestLoad(t *testing.T) {
-	t.Setenv(EnvConnectionToken, "")
-	t.Setenv(EnvGossipKeys, "")
+	clearEnv(t)
 
 	t.Run("no path gives the defaults", func(t *testing.T) {
 		got, err := Load("")
@@ -306,12 +305,52 @@ func TestLoadEnvironment(t *testing.T) {
 	}
 }
 
+// TestAgentTokenFromEnvironment: an agent started in its CLI's environment
+// checks the CLI with the CLI's own COPILOT_CONNECTION_TOKEN; a token in the
+// file's agent block wins.
+func TestAgentTokenFromEnvironment(t *testing.T) {
+	clearEnv(t)
+	t.Setenv(EnvAgentToken, "cli-token")
+	got, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Agent.Token != "cli-token" {
+		t.Errorf("Agent.Token = %q, want the environment's", got.Agent.Token)
+	}
+	if got.Gossip.BackendToken != "" || got.ConnectionToken != "" {
+		t.Errorf("COPILOT_CONNECTION_TOKEN leaked into other tokens: backend %q, connection %q", got.Gossip.BackendToken, got.ConnectionToken)
+	}
+
+	path := writeFile(t, "agent.hcl", "agent {\n  token = \"from-file\"\n}\n")
+	if got, err = Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if got.Agent.Token != "from-file" {
+		t.Errorf("Agent.Token = %q, want the file's", got.Agent.Token)
+	}
+}
+
+// clearEnv empties every variable ApplyEnv reads, for the rest of the test.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{EnvConnectionToken, EnvGossipKeys, EnvBackendToken, EnvAgentToken, EnvGossipInsecure} {
+		t.Setenv(name, "")
+	}
+}
+
 func TestApplyEnv(t *testing.T) {
-	env := map[string]string{EnvConnectionToken: "tok", EnvGossipKeys: ",,"}
+	env := map[string]string{EnvConnectionToken: "tok", EnvGossipKeys: ",,", EnvBackendToken: "backend", EnvAgentToken: "agent"}
 	c := Default()
 	c.ApplyEnv(func(k string) string { return env[k] })
 	if c.ConnectionToken != "tok" {
 		t.Errorf("ConnectionToken = %q, want tok", c.ConnectionToken)
+	}
+	if c.Gossip.BackendToken != "backend" {
+		t.Errorf("Gossip.BackendToken = %q, want backend", c.Gossip.BackendToken)
+	}
+	if c.Agent.Token != "agent" {
+		t.Errorf("Agent.Token = %q, want agent (from %s)", c.Agent.Token, EnvAgentToken)
 	}
 	if c.Gossip.Encrypt != nil {
 		t.Errorf("Gossip.Encrypt = %q, want nil for a list of blanks", c.Gossip.Encrypt)
