@@ -26,13 +26,14 @@ type ListenerFunc func(backends []Backend)
 // BackendsChanged calls f(backends).
 func (f ListenerFunc) BackendsChanged(backends []Backend) { f(backends) }
 
-// Backend is a live cluster member with role backend: a CLI server that
-// proxies may route to. Every proxy given the same membership computes the
+// Backend is a live cluster member with role backend that this node admitted
+// (see admission.go): a CLI server that proxies may route to. Every proxy given the same membership computes the
 // same []Backend, sorted by Name, so equal inputs to a hash ring.
 type Backend struct {
 	// Name is the member's node name, unique in the cluster: the ring key.
 	Name string
-	// Addr is the CLI server address to dial, host:port.
+	// Addr is the CLI server address to dial, IP:port in canonical form
+	// (IPv4-mapped addresses unmapped, IPv6 in brackets).
 	Addr string
 	// Weight is the relative capacity, 1..MaxWeight.
 	Weight int

@@ -2,9 +2,13 @@
 // (hashicorp/memberlist). Every CLI host runs an `rpcproxy agent` that joins
 // as a backend and advertises its CLI address in its metadata; every proxy
 // joins as well and learns the backend set. Since all proxies see the same
-// membership, they all compute the same canonical backend list (alive
-// backends sorted by name) and so the same hash ring: any proxy sends a
-// session to the same CLI server.
+// membership, they all compute the same canonical backend list (alive,
+// admitted backends sorted by name) and so the same hash ring: any proxy
+// sends a session to the same CLI server.
+//
+// Gossip keys are the cluster's credential; admission (admission.go) bounds
+// what an admitted member can claim: a CLI address on its own gossip IP (or
+// in Config.AllowedBackends) that no earlier member holds.
 package membership
 
 import (
