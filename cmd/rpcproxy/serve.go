@@ -116,7 +116,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
-		Logger: log.Named("health"),
+		Logger:   log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
