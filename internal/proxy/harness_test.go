@@ -38,7 +38,10 @@ type clusterOptions struct {
 	limits       frame.Limits
 	health       health.Config
 	reqTimeout   time.Duration
-	proxy        func(*Config) // adjusts the proxy's Config before New
+	writeTimeout time.Duration  // the proxy's WriteTimeout (default 30s)
+	handshake    time.Duration  // the proxy's HandshakeTimeout (default 2s)
+	fake         fakecli.Config // base config of every fake (Name, Store and Token are set per fake)
+	proxy        func(*Config)  // adjusts the proxy's Config before New
 }
 
 type lockedBuffer struct {
@@ -77,20 +80,21 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 		hc.Timeout = 500 * time.Millisecond
 	}
 	hc.OnInfo = func(info json.RawMessage) { c.srv.SetInfo(info) }
-	hc.OnChange = func(name string, _, to health.State) {
-		if to == health.StateDown {
-			c.srv.BackendDown(name)
-		}
-	}
 	hc.Logger = log.Named("health")
 	c.checker = health.New(hc, c.table)
-	pcfg := Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: 2 * time.Second, RequestTimeout: o.reqTimeout}
+	if o.handshake == 0 {
+		o.handshake = 2 * time.Second
+	}
+	pcfg := Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: o.handshake,
+		RequestTimeout: o.reqTimeout, WriteTimeout: o.writeTimeout}
 	if o.proxy != nil {
 		o.proxy(&pcfg)
 	}
 	c.srv = New(pcfg, c.table, c.checker)
 	for i := 0; i < o.backends; i++ {
-		c.addBackend(fakecli.Config{Name: fmt.Sprintf("fake-%d", i), Store: c.store, Token: o.backendToken}, o.backendToken)
+		fc := o.fake
+		fc.Name, fc.Store, fc.Token = fmt.Sprintf("fake-%d", i), c.store, o.backendToken
+		c.addBackend(fc, o.backendToken)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
