@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
-
 )
 
 // Limit names one of the limits that turn a peer away.
