@@ -70,7 +70,9 @@ func startTestAgent(t *testing.T, join []string, keys []string) (cli *fakecli.Se
 	cfg.Agent.CLI = cli.Addr()
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan error, 1)
-	go func() { done <- runAgent(ctx, cfg, hclog.NewNullLogger()) }()
+	go func() {
+		done <- runAgent(agentControl{stopping: ctx, now: context.Background()}, cfg, hclog.NewNullLogger())
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -205,7 +207,7 @@ func TestGossipEncryptionMismatchRefused(t *testing.T) {
 	cfg.Agent.CLI = cli.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := runAgent(ctx, cfg, hclog.NewNullLogger()); err == nil {
+	if err := runAgent(agentControl{stopping: ctx, now: context.Background()}, cfg, hclog.NewNullLogger()); err == nil {
 		t.Fatal("an agent with the wrong key joined")
 	}
 	if p.table.Ring().Len() != 0 {

@@ -93,8 +93,13 @@ type Config struct {
 	Gossip Gossip
 
 	// Agent configures `rpcproxy agent`, which runs beside one CLI server
-	// and announces it to the cluster. `rpcproxy serve` ignores it.
+	// and announces it to the cluster. `rpcproxy serve` ignores it: Validate
+	// does not check it, ValidateAgent does.
 	Agent Agent
+
+	// src is where the file set each setting (nil without a file), so that
+	// Validate names the file and line of a bad value.
+	src sources
 }
 
 // Limits bound the resources one client connection can hold. Every field must

@@ -101,9 +101,14 @@ type Checker struct {
 
 // host is one backend's state and its check goroutine's controls.
 type host struct {
-	b        *router.Backend
-	state    State // up or down, as checks and reports say
-	draining bool
+	name string          // b.Name, which never changes
+	b    *router.Backend // replaced by Update; read under Checker.mu
+	// state: up or down, as checks and reports say.
+	state State
+	// draining: drained by the operator (configuration); agentDraining:
+	// by the backend's agent (gossip). Either one drains it.
+	draining      bool
+	agentDraining bool
 	// agentDown: the backend's agent reports its CLI unhealthy (gossip).
 	agentDown bool
 	good      int // consecutive good checks
@@ -116,13 +121,15 @@ type host struct {
 func (h *host) usable() bool { return h.state == StateUp && !h.agentDown }
 
 // routable reports whether new sessions may go to the host.
-func (h *host) routable() bool { return h.usable() && !h.draining }
+func (h *host) routable() bool { return h.usable() && !h.drained() }
+
+func (h *host) drained() bool { return h.draining || h.agentDraining }
 
 func (h *host) effective() State {
 	switch {
 	case !h.usable():
 		return StateDown
-	case h.draining:
+	case h.drained():
 		return StateDraining
 	}
 	return StateUp
@@ -146,7 +153,7 @@ func (c *Checker) Add(b *router.Backend) error {
 		c.mu.Unlock()
 		return fmt.Errorf("health: backend %q added twice", b.Name)
 	}
-	h := &host{b: b, state: StateUp, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	h := &host{name: b.Name, b: b, state: StateUp, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.hosts[b.Name] = h
 	c.wg.Add(1)
 	c.rebuildLocked()
@@ -199,9 +206,46 @@ func (c *Checker) ReportFailure(name string, err error) {
 	c.changed(name, from, StateDown)
 }
 
-// SetDraining marks a backend draining (no new sessions) or not.
+// SetDraining marks a backend draining (no new sessions) or not, as its
+// operator's configuration says; the change is logged by=operator.
 func (c *Checker) SetDraining(name string, draining bool) error {
 	return c.update(name, "operator", func(h *host) { h.draining = draining })
+}
+
+// SetAgentDraining records the draining flag a backend's own agent
+// publishes (gossip); the change is logged by=agent. The backend drains
+// while either its operator or its agent says so.
+func (c *Checker) SetAgentDraining(name string, draining bool) error {
+	return c.update(name, "agent", func(h *host) { h.agentDraining = draining })
+}
+
+// Update replaces a backend's address, token and weight with b's (b.Name
+// names it) without cutting anything: its state is kept, the ring is
+// rebuilt with the new weight, and the active probe reconnects with the new
+// token. Sessions placed there stay unless the new weights give their key
+// to another backend, in which case they move at their next turn boundary.
+func (c *Checker) Update(b *router.Backend) error {
+	c.mu.Lock()
+	h, ok := c.hosts[b.Name]
+	if !ok {
+		c.mu.Unlock()
+		return fmt.Errorf("health: unknown backend %q", b.Name)
+	}
+	h.b = b
+	c.rebuildLocked()
+	c.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// backend returns a host's current backend.
+func (c *Checker) backend(h *host) *router.Backend {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return h.b
 }
 
 // update applies an external change to a host's flags, rebuilding the ring
@@ -284,7 +328,7 @@ func (c *Checker) rebuildLocked() {
 			routable = append(routable, h.b)
 		}
 		if h.usable() {
-			usable[h.b.Name] = true
+			usable[h.name] = true
 		}
 	}
 	c.usable.Store(&usable)
@@ -296,7 +340,7 @@ func (c *Checker) rebuildLocked() {
 // checkLoop probes one backend every interval (at once when kicked) until stopped.
 func (c *Checker) checkLoop(h *host) {
 	defer c.wg.Done()
-	p := &probe{b: h.b}
+	p := &probe{b: c.backend(h)}
 	defer p.close()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -312,6 +356,11 @@ func (c *Checker) checkLoop(h *host) {
 				default:
 				}
 			}
+		}
+		if b := c.backend(h); b != p.b {
+			// Updated: reconnect with its new address or token.
+			p.close()
+			p.b = b
 		}
 		fresh, err := p.check(c.cfg.Timeout)
 		if err == nil && fresh {
@@ -344,7 +393,7 @@ func (c *Checker) checkProtocol(info json.RawMessage) error {
 // record applies one check's outcome with rise/fall hysteresis.
 func (c *Checker) record(h *host, err error) {
 	c.mu.Lock()
-	if c.hosts[h.b.Name] != h {
+	if c.hosts[h.name] != h {
 		c.mu.Unlock()
 		return
 	}
@@ -369,9 +418,9 @@ func (c *Checker) record(h *host, err error) {
 		return
 	}
 	if to == StateDown {
-		c.log.Warn("backend down", "backend", h.b.Name, "error", err)
+		c.log.Warn("backend down", "backend", h.name, "error", err)
 	} else {
-		c.log.Info("backend state", "backend", h.b.Name, "from", from.String(), "to", to.String())
+		c.log.Info("backend state", "backend", h.name, "from", from.String(), "to", to.String())
 	}
-	c.changed(h.b.Name, from, to)
+	c.changed(h.name, from, to)
 }

@@ -38,6 +38,7 @@ type clusterOptions struct {
 	limits       frame.Limits
 	health       health.Config
 	reqTimeout   time.Duration
+	onEmpty      func(backend string)
 }
 
 type lockedBuffer struct {
@@ -77,13 +78,16 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 	}
 	hc.OnInfo = func(info json.RawMessage) { c.srv.SetInfo(info) }
 	hc.OnChange = func(name string, _, to health.State) {
-		if to == health.StateDown {
+		switch to {
+		case health.StateDown:
 			c.srv.BackendDown(name)
+		case health.StateDraining:
+			c.srv.BackendDraining(name)
 		}
 	}
 	hc.Logger = log.Named("health")
 	c.checker = health.New(hc, c.table)
-	c.srv = New(Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: 2 * time.Second, RequestTimeout: o.reqTimeout}, c.table, c.checker)
+	c.srv = New(Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: 2 * time.Second, RequestTimeout: o.reqTimeout, OnEmpty: o.onEmpty}, c.table, c.checker)
 	for i := 0; i < o.backends; i++ {
 		c.addBackend(fakecli.Config{Name: fmt.Sprintf("fake-%d", i), Store: c.store, Token: o.backendToken}, o.backendToken)
 	}

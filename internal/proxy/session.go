@@ -174,8 +174,17 @@ func (c *clientConn) checkPlacement(s *session, sid []byte) *rpcError {
 		return nil
 	}
 	s.ring = ring
-	if owner := ring.Lookup(sid); owner != nil && owner.Name != s.backend.Name {
+	owner := ring.Lookup(sid)
+	switch {
+	case owner == nil:
+	case owner.Name != s.backend.Name:
 		return c.move(s, sid, ring, "ring owner changed")
+	case owner != s.backend:
+		// The same server, updated at reload: its next connection uses the
+		// new token.
+		c.mu.Lock()
+		s.backend = owner
+		c.mu.Unlock()
 	}
 	return nil
 }
