@@ -54,9 +54,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (string, config.Overrides,
 	name := fs.String("name", "", "node name in the cluster (default agent-<advertised address>)")
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
 	var drain durationFlag
-	fs.Var(&drain, "drain-timeout", "time spent draining after SIGTERM before leaving; a second SIGTERM leaves at once (default 10s)")
+	fs.Var(&drain, "drain-timeout", "after SIGTERM, drain for this `duration` before leaving; a second SIGTERM leaves at once (default 10s)")
 	var join listFlag
-	fs.Var(&join, "join", "address of a cluster member to join (repeatable)")
+	fs.Var(&join, "join", "`host:port` of a cluster member to join (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return "", config.Overrides{}, err
 	}

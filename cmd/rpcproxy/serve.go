@@ -89,8 +89,8 @@ func parseServeFlags(args []string, stderr io.Writer) (configSource, error) {
 	fs.Var(&spawn, "spawn", "start `N` headless CLI servers as a managed local pool (default 0: none)")
 	gossipBind := gossipBindFlags(fs, `join gossip on this address (default "`+config.DefaultGossipBind+`" when --join is given)`)
 	var backends, join listFlag
-	fs.Var(&backends, "backend", "a static backend host:port (repeatable; replaces the file's backends)")
-	fs.Var(&join, "join", "address of a gossip cluster member to join (repeatable)")
+	fs.Var(&backends, "backend", "a static backend `host:port` (repeatable; replaces the file's backends)")
+	fs.Var(&join, "join", "`host:port` of a gossip cluster member to join (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return configSource{}, err
 	}
