@@ -181,7 +181,7 @@ func TestAgentHangupNamesChangedSettings(t *testing.T) {
 	fakes := startFakes(t, 1)
 	cfgPath := filepath.Join(t.TempDir(), "rpcproxy.hcl")
 	writeConfig(t, cfgPath, "agent {\n  weight = 1\n}\n")
-	p := startProcess(t, "agent", "--config", cfgPath, "--cli", fakes[0].Addr(), "--gossip-bind", freeAddr(t))
+	p := startProcess(t, "agent", "--config", cfgPath, "--cli", fakes[0].Addr(), "--gossip-bind", freeAddr(t), "--drain-timeout", "0s")
 	p.waitLog(t, "agent joined gossip cluster", 1)
 	writeConfig(t, cfgPath, "agent {\n  weight = 4\n}\nlisten = \":1\"\n")
 	p.cmd.Process.Signal(syscall.SIGHUP)
