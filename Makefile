@@ -5,14 +5,24 @@ GO      ?= go
 BIN     := bin
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test unit e2e-install e2e demo bench bench-micro clean
+# The version `rpcproxy version` prints and agents gossip. GOFLAGS above turns
+# off Go's own VCS stamping, so the commit travels in -ldflags too. Outside a
+# git checkout: "dev" and no commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: all build rpcproxy test unit e2e-install e2e demo bench bench-micro clean
 
 all: build
 
-build:
-	$(GO) build -o $(BIN)/rpcproxy ./cmd/rpcproxy
+build: rpcproxy
 	$(GO) build -o $(BIN)/modelstub ./cmd/modelstub
 	@if [ -d cmd/fakecli ] && ls cmd/fakecli/*.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/fakecli ./cmd/fakecli; fi
+
+## rpcproxy: the binary alone, stamped with its version and commit.
+rpcproxy:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/rpcproxy ./cmd/rpcproxy
 
 ## test: every test: unit and integration (fake CLI servers), then end-to-end
 ## with the real Copilot CLI and the official Node and Go SDKs.
@@ -29,8 +39,10 @@ e2e: e2e-install
 	cd e2e && E2E_REQUIRED=1 $(GO) test -p 1 -count=1 -timeout 30m ./...
 
 ## demo: a local pool of 3 headless CLI servers behind rpcproxy, a local model
-## stub, and a few SDK sessions driven through it.
-demo: e2e-install build
+## stub, and a few SDK sessions driven through it. Uses `copilot` from PATH when
+## it is the pinned version; installs the pinned CLI from npm otherwise, and the
+## Node SDK either way (scripts/demo-cli.sh, e2e/install.sh).
+demo: build
 	bash scripts/demo.sh
 
 ## bench: the load bench (direct vs rpcproxy vs HAProxy) and the micro-benchmarks.

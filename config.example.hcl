@@ -112,8 +112,9 @@ pool {
   copilot_path = ""
 
   # COPILOT_HOME shared by all children, so any child can resume a session
-  # another created. "" makes one private directory under the OS temporary
-  # directory for the life of the process. Default "".
+  # another created. "" makes one private directory (rpcproxy-pool-*) under
+  # the OS temporary directory, removed with its sessions when rpcproxy exits
+  # (a directory given here is never removed). Default "".
   home = ""
 
   # Extra command-line arguments given to every child. Default [].
@@ -159,9 +160,27 @@ gossip {
   # this node sends; every key is tried to decrypt. A node understands peers
   # whose primary key it holds, so rotate in three rolling steps:
   # [old, new], then [new, old], then [new].
-  # [] means no encryption. When empty here, the environment variable
-  # RPCPROXY_GOSSIP_KEYS (comma-separated) is used. Default [].
+  # [] means no encryption and no authentication: anyone who reaches the
+  # gossip port can join, advertise a CLI server and be sent sessions. So a
+  # non-loopback bind without keys refuses to start unless insecure = true.
+  # When empty here, the environment variable RPCPROXY_GOSSIP_KEYS
+  # (comma-separated) is used. Default [].
   encrypt = []
+
+  # Accept a non-loopback bind (an interface address, 0.0.0.0 or an empty
+  # host) with no keys. The process then warns at start and every hour.
+  # Loopback binds (127.0.0.0/8, ::1) need no keys and warn once at start.
+  # No effect when keys are set. When false here, RPCPROXY_GOSSIP_INSECURE=1
+  # sets it. Default false.
+  insecure = false
+
+  # Networks (CIDR; one host is "10.0.8.5/32") in which any agent may
+  # advertise a CLI server. By default a proxy routes to an agent's CLI
+  # address only if it is an IP address equal to the agent's own gossip IP
+  # (an agent gossiping on 10.0.0.5 may advertise 10.0.0.5:4321; on one host,
+  # 127.0.0.1 may advertise 127.0.0.1:4321); other agents, and agents that
+  # advertise a host name, are ignored and logged. Default [].
+  allowed_backends = []
 
   # memberlist timings: "lan" (memberlist's DefaultLANConfig) or "fast"
   # (tuned for quicker failure detection). Default "lan".
@@ -194,7 +213,8 @@ agent {
   weight = 1
 
   # The CLI server's COPILOT_CONNECTION_TOKEN, for the agent's own checks.
-  # Default "".
+  # When empty here, the agent's environment variable COPILOT_CONNECTION_TOKEN
+  # is used: start the agent with the same environment as its CLI. Default "".
   token = ""
 
   # After SIGTERM the agent announces itself draining (no new sessions; its

@@ -15,11 +15,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# The CLI: the one on PATH, else the pinned npm install under e2e/node.
-if ! command -v copilot >/dev/null 2>&1; then
-  export PATH="$root/e2e/node/node_modules/.bin:$PATH"
+# The CLI: the one on PATH when it is the pinned version, else the pinned
+# npm install under e2e/node (installed now if missing); see demo-cli.sh.
+cli=$(bash "$root/scripts/demo-cli.sh")
+if [[ "$(command -v copilot 2>/dev/null)" != "$cli" ]]; then
+  export PATH="$(dirname "$cli"):$PATH" # rpcproxy --spawn runs `copilot` from PATH
 fi
-echo "==> copilot CLI: $(command -v copilot) ($(copilot --version 2>/dev/null | head -1))"
+echo "==> copilot CLI: $cli ($("$cli" --version 2>/dev/null | head -1))"
+# The demo client's Node SDK; with the full npm install already there (or just
+# made) this does nothing.
+bash "$root/e2e/install.sh" --sdk-only
 
 # A local model stub, so sessions run offline (BYOK provider).
 "$root/bin/modelstub" --listen 127.0.0.1:0 >"$work/stub.log" 2>&1 &

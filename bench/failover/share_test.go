@@ -87,11 +87,6 @@ func startInProcessPool(tb testing.TB, backends int) *inProcessPool {
 		Interval: 50 * time.Millisecond,
 		Timeout:  50 * time.Millisecond,
 		OnInfo:   func(info json.RawMessage) { p.srv.SetInfo(info) },
-		OnChange: func(name string, _, to health.State) {
-			if to == health.StateDown {
-				p.srv.BackendDown(name)
-			}
-		},
 	}, p.table)
 	p.srv = proxy.New(proxy.Config{HandshakeTimeout: 2 * time.Second}, p.table, p.checker)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

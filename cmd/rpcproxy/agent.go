@@ -157,8 +157,12 @@ func runAgent(ctl agentControl, cfg *config.Config, log hclog.Logger) error {
 	if name == "" {
 		name = "agent-" + addr
 	}
+	addr, err := advertisedCLI(ctl.stopping, addr)
+	if err != nil {
+		return err
+	}
 	am := &agentMeta{log: log, meta: membership.Meta{
-		Role: membership.RoleBackend, Addr: addr, Weight: cfg.Agent.Weight, Healthy: true, Version: version,
+		Role: membership.RoleBackend, Addr: addr, Weight: cfg.Agent.Weight, Healthy: true, Version: metaVersion(),
 	}}
 
 	// The agent's own check of its CLI: the same probes a proxy runs.
@@ -174,6 +178,8 @@ func runAgent(ctl agentControl, cfg *config.Config, log hclog.Logger) error {
 			if json.Unmarshal(info, &v) == nil && v.ProtocolVersion > 0 {
 				am.update(func(m *membership.Meta) { m.ProtocolVersion = v.ProtocolVersion })
 			}
+			// Once per new connection: says the token and address are right.
+			log.Info("local CLI accepted the agent's connect", "cli", cfg.Agent.CLI, "protocol_version", v.ProtocolVersion)
 		},
 		OnChange: func(_ string, _, to health.State) {
 			log.Info("local CLI state", "cli", cfg.Agent.CLI, "state", to.String())

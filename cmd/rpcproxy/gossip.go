@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -21,19 +24,73 @@ func gossipConfig(cfg *config.Config, name string, meta membership.Meta, log hcl
 	if err != nil {
 		return membership.Config{}, fmt.Errorf("gossip.encrypt: %w", err)
 	}
+	allowed := make([]netip.Prefix, 0, len(cfg.Gossip.AllowedBackends))
+	for i, s := range cfg.Gossip.AllowedBackends {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return membership.Config{}, fmt.Errorf("gossip.allowed_backends[%d]: %w", i, err)
+		}
+		allowed = append(allowed, p)
+	}
 	mc := membership.DefaultConfig()
 	mc.NodeName = name
 	mc.BindAddr = cfg.Gossip.Bind
 	if mc.BindAddr == "" {
 		mc.BindAddr = config.DefaultGossipBind
 	}
+	if host, port, err := net.SplitHostPort(mc.BindAddr); err == nil && host == "" {
+		// The config's "all interfaces"; memberlist wants an IP.
+		mc.BindAddr = net.JoinHostPort("0.0.0.0", port)
+	}
 	mc.AdvertiseAddr = cfg.Gossip.Advertise
 	mc.Join = cfg.Gossip.Join
 	mc.Keys = keys
+	mc.Insecure = cfg.Gossip.Insecure
+	mc.AllowedBackends = allowed
 	mc.Profile = membership.Profile(cfg.Gossip.Profile)
 	mc.Meta = meta
 	mc.Logger = log.Named("gossip")
+	if err := mc.Validate(); err != nil {
+		return membership.Config{}, fmt.Errorf("gossip: %w", err)
+	}
 	return mc, nil
+}
+
+// advertiseResolveTimeout bounds the agent's one look-up of a host name in
+// its advertised CLI address.
+const advertiseResolveTimeout = 5 * time.Second
+
+// advertisedCLI returns the CLI address an agent advertises for addr: proxies
+// admit only an IP literal (equal to the agent's gossip IP, or in their
+// gossip.allowed_backends), so a host name (e.g. a compose service name) is
+// resolved once, here at start, to an IP (the first IPv4 one, else the
+// first). The agent does this look-up for itself; proxies never resolve a
+// name a peer gave them.
+func advertisedCLI(ctx context.Context, addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("advertised CLI address %q: %w", addr, err)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return net.JoinHostPort(ip.Unmap().String(), port), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, advertiseResolveTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return "", fmt.Errorf("advertised CLI address %q: %w", addr, err)
+	}
+	if len(ips) == 0 {
+		return "", fmt.Errorf("advertised CLI address %q: host has no IP address", addr)
+	}
+	best := ips[0].Unmap()
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			best = ip.Unmap()
+			break
+		}
+	}
+	return net.JoinHostPort(best.String(), port), nil
 }
 
 // uniqueName is a node name for a proxy: the host name and a random suffix,
@@ -47,10 +104,13 @@ func uniqueName(prefix string) string {
 
 // joinAsProxy joins the gossip cluster as role proxy; the pool follows the
 // alive backend members that report themselves healthy and not draining,
-// intersected with the proxy's own checks.
+// intersected with the proxy's own checks. Only members the membership node
+// admits (CLI address on their own gossip IP or in gossip.allowed_backends,
+// first claimant of an address) reach the pool, and so receive the backend
+// token and sessions.
 func joinAsProxy(ctx context.Context, cfg *config.Config, checker *health.Checker, log hclog.Logger) (*membership.Node, error) {
 	pool := &gossipPool{checker: checker, token: cfg.Gossip.BackendToken, log: log.Named("gossip"), added: map[string]bool{}}
-	mc, err := gossipConfig(cfg, uniqueName("proxy"), membership.Meta{Role: membership.RoleProxy, Version: version}, log)
+	mc, err := gossipConfig(cfg, uniqueName("proxy"), membership.Meta{Role: membership.RoleProxy, Version: metaVersion()}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -28,9 +28,6 @@ Usage:
 Run "rpcproxy serve -h" or "rpcproxy agent -h" for their flags.
 `
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -47,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "agent":
 		err = agent(args[1:], stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "rpcproxy", version)
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

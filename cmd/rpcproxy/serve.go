@@ -139,11 +139,8 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
 		OnChange: func(name string, _, to health.State) {
-			switch to {
-			case health.StateDown:
-				srv.BackendDown(name)
-			case health.StateDraining:
-				srv.BackendDraining(name)
+			if to == health.StateDraining {
+				srv.BackendDraining(name) // logs only
 			}
 		},
 		Logger: log.Named("health"),
@@ -182,10 +179,13 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 	defer func() { stopReloads(); <-reloading }()
 
 	if cfg.Pool.Spawn > 0 {
-		pool, token, err := startPool(ctx, cfg, log)
+		pool, token, removeHome, err := startPool(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
+		// Deferred calls run last-in first-out: the children stop before
+		// the home they write in is removed.
+		defer removeHome()
 		defer pool.Close()
 		slots := make([]string, len(pool.Addrs()))
 		for i, addr := range pool.Addrs() {
@@ -226,24 +226,40 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 
 // startPool starts the managed local pool of headless CLI servers. Each
 // run gets a random connection token shared by the children, so no other
-// local user can use their loopback ports.
-func startPool(ctx context.Context, cfg *config.Config, log hclog.Logger) (*localpool.Pool, string, error) {
+// local user can use their loopback ports. With no pool { home }, the
+// children share a private home made here (sessions and their transcripts
+// live in it); removeHome deletes that directory, and is to be called once
+// the pool is closed. It never touches a home the configuration gave.
+func startPool(ctx context.Context, cfg *config.Config, log hclog.Logger) (pool *localpool.Pool, token string, removeHome func(), err error) {
 	bin, err := localpool.FindBinary(cfg.Pool.Executable())
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	home := cfg.Pool.Home
+	removeHome = func() {}
 	if home == "" {
 		if home, err = os.MkdirTemp("", "rpcproxy-pool-"); err != nil {
-			return nil, "", fmt.Errorf("pool home: %w", err)
+			return nil, "", nil, fmt.Errorf("pool home: %w", err)
 		}
+		removeHome = func() {
+			if err := os.RemoveAll(home); err != nil {
+				log.Warn("cannot remove the pool's private home", "home", home, "error", err)
+				return
+			}
+			log.Debug("removed the pool's private home", "home", home)
+		}
+		defer func() {
+			if err != nil {
+				removeHome()
+			}
+		}()
 	}
 	var raw [24]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		return nil, "", fmt.Errorf("pool token: %w", err)
+		return nil, "", nil, fmt.Errorf("pool token: %w", err)
 	}
-	token := hex.EncodeToString(raw[:])
-	pool, err := localpool.Start(ctx, localpool.Config{
+	token = hex.EncodeToString(raw[:])
+	pool, err = localpool.Start(ctx, localpool.Config{
 		Count:  cfg.Pool.Spawn,
 		Binary: bin,
 		Args:   cfg.Pool.Args,
@@ -251,7 +267,10 @@ func startPool(ctx context.Context, cfg *config.Config, log hclog.Logger) (*loca
 		Env:    []string{"COPILOT_CONNECTION_TOKEN=" + token},
 		Logger: log.Named("pool"),
 	})
-	return pool, token, err
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return pool, token, removeHome, nil
 }
 
 // followPool keeps the checker's backends in step with the pool's children:

@@ -40,6 +40,8 @@ type AgentConfig struct {
 	ConfigFile string
 	// LogLevel is --log-level. Empty means "debug".
 	LogLevel string
+	// Env is added to the agent's scrubbed environment ("KEY=value").
+	Env []string
 }
 
 // StartAgent starts `rpcproxy agent --cli … --bind <free loopback port>
@@ -56,7 +58,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) {
 	if cfg.ConfigFile != "" {
 		args = append(args, "--config", cfg.ConfigFile)
 	}
-	proc, err := startRPCProxy(cfg.Name, cfg.Bin, cfg.Dir, args, cfg.Join)
+	proc, err := startRPCProxy(cfg.Name, cfg.Bin, cfg.Dir, args, cfg.Join, cfg.Env)
 	if err != nil {
 		return nil, err
 	}

@@ -31,12 +31,15 @@ type CLIServer struct {
 	Proc *Process
 
 	bin, dir string
-	starts   int // processes started so far, for their log names
+	env      []string // extra environment ("KEY=value"), kept across restarts
+	starts   int      // processes started so far, for their log names
 }
 
 // StartCLI starts `bin --headless --port 0` with COPILOT_HOME=home (empty
-// means dir/home) and working directory dir/work, and waits until it listens.
-func StartCLI(ctx context.Context, bin, name, dir, home string) (*CLIServer, error) {
+// means dir/home), working directory dir/work and env ("KEY=value", such as
+// COPILOT_CONNECTION_TOKEN) added to the scrubbed environment, and waits
+// until it listens.
+func StartCLI(ctx context.Context, bin, name, dir, home string, env ...string) (*CLIServer, error) {
 	if home == "" {
 		home = filepath.Join(dir, "home")
 	}
@@ -45,7 +48,7 @@ func StartCLI(ctx context.Context, bin, name, dir, home string) (*CLIServer, err
 			return nil, fmt.Errorf("harness: %s: %w", name, err)
 		}
 	}
-	s := &CLIServer{Name: name, Home: home, bin: bin, dir: dir}
+	s := &CLIServer{Name: name, Home: home, bin: bin, dir: dir, env: env}
 	proc, port, err := s.start(ctx, "0")
 	if err != nil {
 		return nil, err
@@ -101,7 +104,7 @@ func (s *CLIServer) start(ctx context.Context, port string) (*Process, string, e
 	}
 	cmd := exec.Command(s.bin, "--headless", "--port", port)
 	cmd.Dir = filepath.Join(s.dir, "work")
-	cmd.Env = append(scrubbedEnv(), "COPILOT_HOME="+s.Home)
+	cmd.Env = append(append(scrubbedEnv(), "COPILOT_HOME="+s.Home), s.env...)
 	proc, err := startProcess(s.Name, cmd, filepath.Join(s.dir, logName))
 	if err != nil {
 		return nil, "", err

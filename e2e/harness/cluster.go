@@ -44,6 +44,10 @@ type Options struct {
 	// Proxies is the number of rpcproxy front ends. Zero means 1; more than
 	// one needs Gossip (the first is the seed the others and the agents join).
 	Proxies int
+	// CLIEnv, AgentEnv and ProxyEnv are added ("KEY=value") to the scrubbed
+	// environment of every CLI server, agent and proxy: tokens and gossip
+	// keys given the way an operator would.
+	CLIEnv, AgentEnv, ProxyEnv []string
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -167,7 +171,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("cli%d", i)
-			c.Backends[i], errs[i] = StartCLI(ctx, bin, name, filepath.Join(work, name), sharedHome)
+			c.Backends[i], errs[i] = StartCLI(ctx, bin, name, filepath.Join(work, name), sharedHome, opts.CLIEnv...)
 		}()
 	}
 	wg.Wait()
@@ -194,7 +198,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		err = c.startGossip(ctx, opts, proxyBin, configFile)
 	} else {
 		var p *Proxy
-		p, err = StartProxy(ctx, ProxyConfig{Bin: proxyBin, Dir: work, Backends: addrs, LogLevel: opts.ProxyLogLevel, ConfigFile: configFile})
+		p, err = StartProxy(ctx, ProxyConfig{Bin: proxyBin, Dir: work, Backends: addrs, LogLevel: opts.ProxyLogLevel, ConfigFile: configFile, Env: opts.ProxyEnv})
 		c.Proxies = []*Proxy{p}
 	}
 	if err != nil {
@@ -213,7 +217,7 @@ const gossipJoinTimeout = 30 * time.Second
 // every proxy has added every CLI server to its pool.
 func (c *Cluster) startGossip(ctx context.Context, opts Options, bin, configFile string) error {
 	for i := range opts.Proxies {
-		cfg := ProxyConfig{Bin: bin, Dir: c.WorkDir, Name: "rpcproxy", LogLevel: opts.ProxyLogLevel, ConfigFile: configFile, Gossip: true}
+		cfg := ProxyConfig{Bin: bin, Dir: c.WorkDir, Name: "rpcproxy", LogLevel: opts.ProxyLogLevel, ConfigFile: configFile, Gossip: true, Env: opts.ProxyEnv}
 		if i > 0 {
 			cfg.Name = fmt.Sprintf("rpcproxy%d", i)
 			cfg.Join = []string{c.Proxies[0].GossipAddr}
@@ -234,6 +238,7 @@ func (c *Cluster) startGossip(ctx context.Context, opts Options, bin, configFile
 			c.Agents[i], errs[i] = StartAgent(ctx, AgentConfig{
 				Bin: bin, Dir: c.WorkDir, Name: fmt.Sprintf("agent%d", i), CLI: b.Addr,
 				Join: []string{c.Proxies[0].GossipAddr}, ConfigFile: configFile, LogLevel: opts.ProxyLogLevel,
+				Env: opts.AgentEnv,
 			})
 		}()
 	}

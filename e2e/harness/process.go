@@ -216,13 +216,14 @@ func waitGroupGone(pgid int, d time.Duration) {
 }
 
 // startRPCProxy starts an rpcproxy command (serve or agent) with args and a
-// --join per seed, in dir, logging to dir/<name>.log.
-func startRPCProxy(name, bin, dir string, args, join []string) (*Process, error) {
+// --join per seed, in dir, logging to dir/<name>.log, with env added to the
+// scrubbed environment.
+func startRPCProxy(name, bin, dir string, args, join, env []string) (*Process, error) {
 	for _, j := range join {
 		args = append(args, "--join", j)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = scrubbedEnv()
+	cmd.Env = append(scrubbedEnv(), env...)
 	return startProcess(name, cmd, filepath.Join(dir, name+".log"))
 }

@@ -77,6 +77,8 @@ type ProxyConfig struct {
 	Gossip bool
 	// Join are --join addresses (gossip members to join); they need Gossip.
 	Join []string
+	// Env is added to the proxy's scrubbed environment ("KEY=value").
+	Env []string
 }
 
 // StartProxy starts `rpcproxy serve --listen <free loopback port> …` as cfg
@@ -106,7 +108,7 @@ func StartProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 		}
 		args = append(args, "--gossip-bind", gossipAddr)
 	}
-	proc, err := startRPCProxy(cfg.Name, cfg.Bin, cfg.Dir, args, cfg.Join)
+	proc, err := startRPCProxy(cfg.Name, cfg.Bin, cfg.Dir, args, cfg.Join, cfg.Env)
 	if err != nil {
 		return nil, err
 	}

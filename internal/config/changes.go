@@ -40,6 +40,8 @@ var settings = []setting{
 	{"gossip.encrypt", func(c *Config) any { return c.Gossip.Encrypt }},
 	{"gossip.profile", func(c *Config) any { return c.Gossip.Profile }},
 	{"gossip.backend_token", func(c *Config) any { return c.Gossip.BackendToken }},
+	{"gossip.insecure", func(c *Config) any { return c.Gossip.Insecure }},
+	{"gossip.allowed_backends", func(c *Config) any { return c.Gossip.AllowedBackends }},
 	{"agent.cli", func(c *Config) any { return c.Agent.CLI }},
 	{"agent.advertise", func(c *Config) any { return c.Agent.Advertise }},
 	{"agent.name", func(c *Config) any { return c.Agent.Name }},

@@ -43,6 +43,13 @@ const (
 	EnvGossipKeys = "RPCPROXY_GOSSIP_KEYS"
 	// EnvBackendToken supplies Gossip.BackendToken when the file leaves it empty.
 	EnvBackendToken = "RPCPROXY_BACKEND_TOKEN"
+	// EnvAgentToken supplies Agent.Token when the file leaves it empty: the
+	// variable the CLI server itself reads its connection token from, so an
+	// agent started in the same environment as its CLI uses the same token.
+	EnvAgentToken = "COPILOT_CONNECTION_TOKEN"
+	// EnvGossipInsecure, set to "1" or "true" (any value strconv.ParseBool
+	// reads as true), sets Gossip.Insecure when the file does not.
+	EnvGossipInsecure = "RPCPROXY_GOSSIP_INSECURE"
 )
 
 // Config is the whole configuration of one rpcproxy process. The zero value
@@ -195,8 +202,9 @@ type Pool struct {
 
 	// Home is the COPILOT_HOME directory shared by all children, so that any
 	// of them can resume a session another one created. Empty means the pool
-	// creates one private directory under the OS temporary directory
-	// (os.TempDir) for the life of the process. Default "".
+	// creates one private directory (rpcproxy-pool-*) under the OS temporary
+	// directory (os.TempDir) and removes it, sessions included, when the
+	// process exits; a directory set here is never removed. Default "".
 	Home string
 
 	// Args are extra command-line arguments given to every child, after the
@@ -251,10 +259,30 @@ type Gossip struct {
 
 	// Encrypt lists base64-encoded AES keys of 16, 24 or 32 bytes. The first
 	// encrypts and decrypts; the rest only decrypt, which allows rotating
-	// keys without downtime. Empty means gossip is not encrypted. When the
-	// file leaves it empty, Load takes the list from RPCPROXY_GOSSIP_KEYS
+	// keys without downtime. Empty means gossip is not encrypted, and then
+	// anyone who reaches the gossip port can join: Validate refuses a
+	// non-loopback Bind without keys unless Insecure is set. When the file
+	// leaves it empty, Load takes the list from RPCPROXY_GOSSIP_KEYS
 	// (comma-separated). Never log the keys. Default none.
 	Encrypt []string
+
+	// Insecure allows a non-loopback Bind (an interface address, or an empty
+	// host or 0.0.0.0 for all of them) with no Encrypt keys. Without keys
+	// any host that reaches the port can join, advertise a CLI server on
+	// its own address and be sent sessions (with their session.create
+	// parameters and BackendToken). The process then warns at start and
+	// every hour. Loopback binds (127.0.0.0/8, ::1) need no keys and warn
+	// once. No effect when keys are set. When the file leaves it false,
+	// RPCPROXY_GOSSIP_INSECURE=1 sets it. Default false.
+	Insecure bool
+
+	// AllowedBackends lists networks (CIDR, e.g. "10.0.8.0/24"; one host is
+	// "10.0.8.5/32") in which any agent may advertise a CLI server. Without
+	// an entry, a proxy routes to an agent's advertised CLI address only if
+	// it is an IP literal equal to the agent's own gossip IP; other agents
+	// are ignored and logged. Needed when a CLI server listens on another
+	// address than its agent gossips on. Default none.
+	AllowedBackends []string
 
 	// Profile selects memberlist timings: "lan" (memberlist's
 	// DefaultLANConfig) or "fast" (tuned for quicker failure detection).
@@ -291,7 +319,9 @@ type Agent struct {
 	Weight int
 
 	// Token is the CLI server's COPILOT_CONNECTION_TOKEN, used by the
-	// agent's own checks. Never log it. Default "".
+	// agent's own checks. When the file leaves it empty, Load takes it from
+	// the COPILOT_CONNECTION_TOKEN environment variable, as the CLI beside
+	// the agent does. Never log it. Default "".
 	Token string
 
 	// DrainTimeout bounds how long the agent stays in the cluster as

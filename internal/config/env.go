@@ -1,13 +1,21 @@
 package config
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // ApplyEnv fills settings the file left empty from the environment, read
 // through getenv (os.Getenv in production, a map lookup in tests):
 //
 //   - ConnectionToken from RPCPROXY_CONNECTION_TOKEN;
 //   - Gossip.Encrypt from RPCPROXY_GOSSIP_KEYS, a comma-separated list of
-//     base64 keys, primary first (blanks around commas are ignored).
+//     base64 keys, primary first (blanks around commas are ignored);
+//   - Gossip.BackendToken from RPCPROXY_BACKEND_TOKEN;
+//   - Gossip.Insecure from RPCPROXY_GOSSIP_INSECURE when it reads as true
+//     ("1", "true"); any other value leaves it as the file set it;
+//   - Agent.Token from COPILOT_CONNECTION_TOKEN, the variable the CLI server
+//     beside an agent reads its own token from.
 //
 // A value set in the file always wins over the environment. Load calls
 // ApplyEnv; call it yourself only when building a Config without Load.
@@ -20,6 +28,12 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if c.Gossip.BackendToken == "" {
 		c.Gossip.BackendToken = getenv(EnvBackendToken)
+	}
+	if !c.Gossip.Insecure {
+		c.Gossip.Insecure, _ = strconv.ParseBool(getenv(EnvGossipInsecure))
+	}
+	if c.Agent.Token == "" {
+		c.Agent.Token = getenv(EnvAgentToken)
 	}
 }
 

@@ -16,8 +16,7 @@ const examplePath = "../../config.example.hcl"
 // TestExampleFile checks that config.example.hcl loads, validates, and
 // states the defaults truthfully.
 func TestExampleFile(t *testing.T) {
-	t.Setenv(EnvConnectionToken, "")
-	t.Setenv(EnvGossipKeys, "")
+	clearEnv(t)
 	got, err := Load(examplePath)
 	if err != nil {
 		t.Fatalf("Load(%s): %v", examplePath, err)

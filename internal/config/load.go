@@ -173,12 +173,14 @@ type fileHealth struct {
 }
 
 type fileGossip struct {
-	Bind         *string   `hcl:"bind,optional"`
-	Advertise    *string   `hcl:"advertise,optional"`
-	Join         *[]string `hcl:"join,optional"`
-	Encrypt      *[]string `hcl:"encrypt,optional"`
-	Profile      *string   `hcl:"profile,optional"`
-	BackendToken *string   `hcl:"backend_token,optional"`
+	Bind            *string   `hcl:"bind,optional"`
+	Advertise       *string   `hcl:"advertise,optional"`
+	Join            *[]string `hcl:"join,optional"`
+	Encrypt         *[]string `hcl:"encrypt,optional"`
+	Insecure        *bool     `hcl:"insecure,optional"`
+	AllowedBackends *[]string `hcl:"allowed_backends,optional"`
+	Profile         *string   `hcl:"profile,optional"`
+	BackendToken    *string   `hcl:"backend_token,optional"`
 }
 
 type fileAgent struct {
@@ -241,6 +243,8 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 		set(&cfg.Gossip.Advertise, g.Advertise)
 		setList(&cfg.Gossip.Join, g.Join)
 		setList(&cfg.Gossip.Encrypt, g.Encrypt)
+		set(&cfg.Gossip.Insecure, g.Insecure)
+		setList(&cfg.Gossip.AllowedBackends, g.AllowedBackends)
 		set(&cfg.Gossip.Profile, g.Profile)
 		set(&cfg.Gossip.BackendToken, g.BackendToken)
 	}

@@ -106,15 +106,19 @@ backend "10.0.0.1:4322" {}
   join      = ["10.1.2.4:7000", "peer.internal:7000"]
   encrypt   = ["k1", "k2"]
   profile   = "fast"
+  insecure  = true
+  allowed_backends = ["10.1.0.0/16"]
 }
 `,
 			want: func(c *Config) {
 				c.Gossip = Gossip{
-					Bind:      "0.0.0.0:7000",
-					Advertise: "10.1.2.3:7000",
-					Join:      []string{"10.1.2.4:7000", "peer.internal:7000"},
-					Encrypt:   []string{"k1", "k2"},
-					Profile:   ProfileFast,
+					Bind:            "0.0.0.0:7000",
+					Advertise:       "10.1.2.3:7000",
+					Join:            []string{"10.1.2.4:7000", "peer.internal:7000"},
+					Encrypt:         []string{"k1", "k2"},
+					Profile:         ProfileFast,
+					Insecure:        true,
+					AllowedBackends: []string{"10.1.0.0/16"},
 				}
 			},
 		},
@@ -231,8 +235,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 }
 
 func TestLoad(t *testing.T) {
-	t.Setenv(EnvConnectionToken, "")
-	t.Setenv(EnvGossipKeys, "")
+	clearEnv(t)
 
 	t.Run("no path gives the defaults", func(t *testing.T) {
 		got, err := Load("")
@@ -304,15 +307,75 @@ func TestLoadEnvironment(t *testing.T) {
 	}
 }
 
+// TestAgentTokenFromEnvironment: an agent started in its CLI's environment
+// checks the CLI with the CLI's own COPILOT_CONNECTION_TOKEN; a token in the
+// file's agent block wins.
+func TestAgentTokenFromEnvironment(t *testing.T) {
+	clearEnv(t)
+	t.Setenv(EnvAgentToken, "cli-token")
+	got, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Agent.Token != "cli-token" {
+		t.Errorf("Agent.Token = %q, want the environment's", got.Agent.Token)
+	}
+	if got.Gossip.BackendToken != "" || got.ConnectionToken != "" {
+		t.Errorf("COPILOT_CONNECTION_TOKEN leaked into other tokens: backend %q, connection %q", got.Gossip.BackendToken, got.ConnectionToken)
+	}
+
+	path := writeFile(t, "agent.hcl", "agent {\n  token = \"from-file\"\n}\n")
+	if got, err = Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if got.Agent.Token != "from-file" {
+		t.Errorf("Agent.Token = %q, want the file's", got.Agent.Token)
+	}
+}
+
+// clearEnv empties every variable ApplyEnv reads, for the rest of the test.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{EnvConnectionToken, EnvGossipKeys, EnvBackendToken, EnvAgentToken, EnvGossipInsecure} {
+		t.Setenv(name, "")
+	}
+}
+
 func TestApplyEnv(t *testing.T) {
-	env := map[string]string{EnvConnectionToken: "tok", EnvGossipKeys: ",,"}
+	env := map[string]string{EnvConnectionToken: "tok", EnvGossipKeys: ",,", EnvBackendToken: "backend", EnvAgentToken: "agent"}
 	c := Default()
 	c.ApplyEnv(func(k string) string { return env[k] })
 	if c.ConnectionToken != "tok" {
 		t.Errorf("ConnectionToken = %q, want tok", c.ConnectionToken)
 	}
+	if c.Gossip.BackendToken != "backend" {
+		t.Errorf("Gossip.BackendToken = %q, want backend", c.Gossip.BackendToken)
+	}
+	if c.Agent.Token != "agent" {
+		t.Errorf("Agent.Token = %q, want agent (from %s)", c.Agent.Token, EnvAgentToken)
+	}
 	if c.Gossip.Encrypt != nil {
 		t.Errorf("Gossip.Encrypt = %q, want nil for a list of blanks", c.Gossip.Encrypt)
+	}
+	if c.Gossip.Insecure {
+		t.Errorf("Gossip.Insecure set with no %s", EnvGossipInsecure)
+	}
+}
+
+func TestApplyEnvInsecure(t *testing.T) {
+	for value, want := range map[string]bool{"1": true, "true": true, "0": false, "yes": false, "": false} {
+		c := Default()
+		c.ApplyEnv(func(k string) string { return map[string]string{EnvGossipInsecure: value}[k] })
+		if c.Gossip.Insecure != want {
+			t.Errorf("%s=%q: Insecure = %v, want %v", EnvGossipInsecure, value, c.Gossip.Insecure, want)
+		}
+	}
+	// The environment cannot turn off what the file turned on.
+	c := Default()
+	c.Gossip.Insecure = true
+	c.ApplyEnv(func(k string) string { return map[string]string{EnvGossipInsecure: "0"}[k] })
+	if !c.Gossip.Insecure {
+		t.Error("environment turned off the file's insecure = true")
 	}
 }
 

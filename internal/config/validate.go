@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -146,7 +147,18 @@ func (v *validator) gossip(g Gossip) {
 		}
 		return
 	}
-	v.address("gossip.bind", g.Bind, addrRules{requireIP: true, allowEmptyHost: true, allowPortZero: true})
+	if v.address("gossip.bind", g.Bind, addrRules{requireIP: true, allowEmptyHost: true, allowPortZero: true}) &&
+		!loopbackBind(g.Bind) && len(g.Encrypt) == 0 && !g.Insecure {
+		v.fail("gossip.bind", "%q is reachable from other hosts but gossip has no keys, so anyone who reaches it "+
+			"could join and be sent sessions; set gossip.encrypt (or %s), bind a loopback address, "+
+			"or accept unauthenticated gossip with gossip { insecure = true } (or %s=1)",
+			g.Bind, EnvGossipKeys, EnvGossipInsecure)
+	}
+	for i, cidr := range g.AllowedBackends {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			v.fail(fmt.Sprintf("gossip.allowed_backends[%d]", i), "%q is not a CIDR network such as \"10.0.8.0/24\" (one host: \"10.0.8.5/32\")", cidr)
+		}
+	}
 	if g.Advertise != "" {
 		v.address("gossip.advertise", g.Advertise, addrRules{requireHost: true, requireIP: true})
 	}
@@ -172,6 +184,15 @@ func (v *validator) gossip(g Gossip) {
 		}
 		keys[string(raw)] = i
 	}
+}
+
+// loopbackBind reports whether a well-formed bind address is on loopback
+// (127.0.0.0/8, ::1, or an IPv4-mapped loopback); an empty host is all
+// interfaces.
+func loopbackBind(bind string) bool {
+	host, _, _ := net.SplitHostPort(bind)
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // validator collects field errors, each placed where the file set it.

@@ -52,7 +52,15 @@ func TestValidateGood(t *testing.T) {
 			c.Gossip.Bind = ""
 			c.Gossip.Encrypt = []string{"not a key"}
 		}},
-		{"gossip on all interfaces, ephemeral port", func(c *Config) { c.Gossip.Bind = ":0" }},
+		{"gossip on all interfaces, ephemeral port, with a key", func(c *Config) {
+			c.Gossip.Bind, c.Gossip.Encrypt = ":0", []string{testKey(32, 1)}
+		}},
+		{"gossip on all interfaces without keys, insecure", func(c *Config) { c.Gossip.Bind, c.Gossip.Insecure = "0.0.0.0:7946", true }},
+		{"gossip on a loopback alias without keys", func(c *Config) { c.Gossip.Bind = "127.0.0.2:7946" }},
+		{"gossip on ipv6 loopback without keys", func(c *Config) { c.Gossip.Bind = "[::1]:0" }},
+		{"gossip allowed backends", func(c *Config) {
+			c.Gossip.Bind, c.Gossip.AllowedBackends = DefaultGossipBind, []string{"10.0.8.0/24", "fd00::/64", "10.0.9.5/32"}
+		}},
 		{"gossip full", func(c *Config) {
 			c.Gossip = Gossip{
 				Bind:      "0.0.0.0:7946",
@@ -120,6 +128,13 @@ func TestValidateBad(t *testing.T) {
 		{"zero rise", func(c *Config) { c.Health.Rise = 0 }, "health.rise", "must be > 0"},
 		{"negative fall", func(c *Config) { c.Health.Fall = -2 }, "health.fall", "must be > 0"},
 		{"gossip profile", func(c *Config) { c.Gossip.Bind = DefaultGossipBind; c.Gossip.Profile = "wan" }, "gossip.profile", `"wan" is not a profile`},
+		{"gossip on all interfaces without keys", func(c *Config) { c.Gossip.Bind = ":7946" }, "gossip.bind", "gossip { insecure = true }"},
+		{"gossip on 0.0.0.0 without keys", func(c *Config) { c.Gossip.Bind = "0.0.0.0:7946" }, "gossip.bind", "no keys"},
+		{"gossip on [::] without keys", func(c *Config) { c.Gossip.Bind = "[::]:7946" }, "gossip.bind", "no keys"},
+		{"gossip on a LAN address without keys", func(c *Config) { c.Gossip.Bind = "10.0.0.5:7946" }, "gossip.bind", "RPCPROXY_GOSSIP_INSECURE=1"},
+		{"gossip allowed backend not a CIDR", func(c *Config) {
+			c.Gossip.Bind, c.Gossip.AllowedBackends = DefaultGossipBind, []string{"10.0.8.0/24", "10.0.9.5"}
+		}, "gossip.allowed_backends[1]", "not a CIDR"},
 		{"gossip bind on a host name", func(c *Config) { c.Gossip.Bind = "localhost:7946" }, "gossip.bind", "must be an IP address"},
 		{"gossip bind without port", func(c *Config) { c.Gossip.Bind = "127.0.0.1" }, "gossip.bind", "missing port"},
 		{"gossip advertise host name", func(c *Config) { c.Gossip.Bind = DefaultGossipBind; c.Gossip.Advertise = "me.internal:7946" }, "gossip.advertise", "must be an IP address"},

@@ -2,9 +2,17 @@ package health
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -46,7 +54,9 @@ type Config struct {
 	// backend up. Default 2.
 	Rise int
 	// Fall is the number of consecutive failed checks that take an up
-	// backend down. Default 2. A lost connection takes it down at once.
+	// backend down. Default 2. A probe that follows a Suspect report and
+	// finds the backend refusing or resetting connections takes it down at
+	// once.
 	Fall int
 	// ProtocolVersion is the protocol version every backend must report;
 	// zero learns it from the first backend that answers.
@@ -55,8 +65,10 @@ type Config struct {
 	// proxy answers its clients with it). Called from check goroutines.
 	OnInfo func(json.RawMessage)
 	// OnChange, if set, is told of every state change, after the ring is
-	// rebuilt. Called from the goroutine that made the change, never while
-	// the checker's lock is held; it must not block for long.
+	// rebuilt and the new View published. Called from the goroutine that
+	// made the change, never while the checker's lock is held; it must not
+	// block and must do no I/O for others (readers of the View watch
+	// View.Changed instead).
 	OnChange func(backend string, from, to State)
 	// Logger; nil discards.
 	Logger hclog.Logger
@@ -88,9 +100,9 @@ type Checker struct {
 	log   hclog.Logger
 	table *router.Table
 
-	// usable is a snapshot of the usable backends, replaced on every
+	// view is the published snapshot of backend states, replaced on every
 	// change: Usable runs on every routed session request, so it takes no lock.
-	usable atomic.Pointer[map[string]bool]
+	view atomic.Pointer[View]
 
 	mu       sync.Mutex
 	closed   bool
@@ -111,11 +123,36 @@ type host struct {
 	agentDraining bool
 	// agentDown: the backend's agent reports its CLI unhealthy (gossip).
 	agentDown bool
-	good      int // consecutive good checks
-	bad       int // consecutive failed checks
-	stop      chan struct{}
-	kick      chan struct{} // check now (after a passive failure)
+	// The last check: when it started, how long it took, its error, and
+	// the backend's last connect result (version, protocolVersion).
+	lastCheck   time.Time
+	lastLatency time.Duration
+	lastErr     error
+	info        json.RawMessage
+	good        int // consecutive good checks
+	bad         int // consecutive failed checks
+	stop        chan struct{}
+	kick        chan struct{} // check now (after a Suspect report)
+	// suspect: a live connection to the backend failed; the next probe
+	// decides. A refused or reset probe then takes it down at once.
+	suspect bool
 }
+
+// View is one immutable snapshot of the backends' states, published by the
+// checker on every change. Readers load it (Checker.View) and may wait on
+// Changed for the next one; nothing in it is ever modified.
+type View struct {
+	// Gen counts published views, starting at 1.
+	Gen uint64
+	// Usable holds the backends that answer (up or draining).
+	Usable map[string]bool
+	// States holds every backend's effective state.
+	States  map[string]State
+	changed chan struct{}
+}
+
+// Changed is closed when a newer View replaces this one.
+func (v *View) Changed() <-chan struct{} { return v.changed }
 
 // usable reports whether the host answers: its sessions may stay.
 func (h *host) usable() bool { return h.state == StateUp && !h.agentDown }
@@ -138,8 +175,16 @@ func (h *host) effective() State {
 // New returns a checker that keeps table's ring equal to the routable backends.
 func New(cfg Config, table *router.Table) *Checker {
 	cfg = cfg.withDefaults()
-	return &Checker{cfg: cfg, log: cfg.Logger, table: table, protocol: cfg.ProtocolVersion, hosts: make(map[string]*host)}
+	c := &Checker{cfg: cfg, log: cfg.Logger, table: table, protocol: cfg.ProtocolVersion, hosts: make(map[string]*host)}
+	c.view.Store(&View{Usable: map[string]bool{}, States: map[string]State{}, changed: make(chan struct{})})
+	return c
 }
+
+// View returns the current snapshot of backend states.
+func (c *Checker) View() *View { return c.view.Load() }
+
+// Changed is closed at the next state change (the current View's Changed).
+func (c *Checker) Changed() <-chan struct{} { return c.view.Load().changed }
 
 // Add starts checking b. A new backend starts up (routable), as a load
 // balancer's configured servers do; its first check follows at once.
@@ -180,30 +225,28 @@ func (c *Checker) Remove(name string) {
 	}
 }
 
-// ReportFailure is a passive check: a failed dial, a reset or closed
-// connection, or a request past its timeout takes the backend down at once,
-// without waiting for the next probe. The active checks bring it back.
-func (c *Checker) ReportFailure(name string, err error) {
+// Suspect is a passive report: a live connection to the backend failed (a
+// reset, a failed dial, a request past its timeout). It does not change the
+// backend's state by itself, since one client's failure says little about
+// the backend: it asks for a probe at once, and that probe decides. A probe
+// that finds the backend refusing or resetting connections takes it down
+// at once (failover after a crash stays immediate); one that times out
+// counts as a failed check like any other; one that passes changes nothing.
+func (c *Checker) Suspect(name string, err error) {
 	c.mu.Lock()
 	h, ok := c.hosts[name]
-	if !ok || h.state == StateDown {
-		c.mu.Unlock()
-		return
+	if ok {
+		h.suspect = true
 	}
-	from := h.effective()
-	h.state, h.good, h.bad = StateDown, 0, 0
-	if from == StateDown { // already off the ring by its agent's report
-		c.mu.Unlock()
-		return
-	}
-	c.rebuildLocked()
 	c.mu.Unlock()
-	c.log.Warn("backend down (passive)", "backend", name, "error", err)
+	if !ok {
+		return
+	}
+	c.log.Debug("live connection failed; probing now", "backend", name, "error", err)
 	select {
 	case h.kick <- struct{}{}:
 	default:
 	}
-	c.changed(name, from, StateDown)
 }
 
 // SetDraining marks a backend draining (no new sessions) or not, as its
@@ -282,11 +325,45 @@ func (c *Checker) State(name string) (State, bool) {
 	return h.effective(), true
 }
 
+// BackendStatus is what the checker knows of one backend, for operators.
+type BackendStatus struct {
+	Name     string
+	Addr     string
+	Weight   int
+	State    State // effective: down, draining or up
+	Draining bool  // marked draining (by an operator or its agent)
+	// AgentDown: the backend's gossip agent reports its CLI unhealthy.
+	AgentDown bool
+	// LastCheck is when the last probe started (zero before the first);
+	// LastLatency how long it took; LastError its error, "" when it passed.
+	LastCheck   time.Time
+	LastLatency time.Duration
+	LastError   string
+	// Info is the backend's last connect result (version, protocolVersion).
+	Info json.RawMessage
+}
+
+// Status returns every backend's status, sorted by name.
+func (c *Checker) Status() []BackendStatus {
+	c.mu.Lock()
+	out := make([]BackendStatus, 0, len(c.hosts))
+	for _, h := range c.hosts {
+		st := BackendStatus{Name: h.b.Name, Addr: h.b.Addr, Weight: max(h.b.Weight, 1), State: h.effective(),
+			Draining: h.drained(), AgentDown: h.agentDown, LastCheck: h.lastCheck, LastLatency: h.lastLatency, Info: h.info}
+		if h.lastErr != nil {
+			st.LastError = h.lastErr.Error()
+		}
+		out = append(out, st)
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b BackendStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // Usable reports whether a backend answers: up, or draining (which still
 // serves the sessions it has until they move).
 func (c *Checker) Usable(name string) bool {
-	m := c.usable.Load()
-	return m != nil && (*m)[name]
+	return c.view.Load().Usable[name]
 }
 
 // SetAgentHealthy records what a backend's own agent says of its CLI
@@ -305,6 +382,7 @@ func (c *Checker) Close() {
 			close(h.stop)
 		}
 		c.hosts = map[string]*host{}
+		c.rebuildLocked()
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
@@ -318,28 +396,42 @@ func (c *Checker) changed(name string, from, to State) {
 	}
 }
 
-// rebuildLocked sets the ring to the routable backends; c.mu is held. The
-// ring sorts its input, so the map's order does not matter.
+// rebuildLocked sets the ring to the routable backends and publishes a new
+// View; c.mu is held. The ring is set first, so a reader woken by the new
+// View finds the new ring. The ring sorts its input, so the map's order
+// does not matter.
 func (c *Checker) rebuildLocked() {
 	var routable []*router.Backend
-	usable := make(map[string]bool, len(c.hosts))
+	v := &View{Usable: make(map[string]bool, len(c.hosts)), States: make(map[string]State, len(c.hosts)), changed: make(chan struct{})}
 	for _, h := range c.hosts {
 		if h.routable() {
 			routable = append(routable, h.b)
 		}
 		if h.usable() {
-			usable[h.name] = true
+			v.Usable[h.name] = true
 		}
+		v.States[h.name] = h.effective()
 	}
-	c.usable.Store(&usable)
 	if err := c.table.Set(routable); err != nil {
 		c.log.Error("cannot rebuild ring", "error", err)
 	}
+	old := c.view.Load()
+	v.Gen = old.Gen + 1
+	c.view.Store(v)
+	close(old.changed)
 }
 
 // checkLoop probes one backend every interval (at once when kicked) until stopped.
 func (c *Checker) checkLoop(h *host) {
 	defer c.wg.Done()
+	defer func() {
+		// A probe handles a peer's bytes: a bug there must not take the
+		// process down. The backend goes down and is no longer checked.
+		if r := recover(); r != nil {
+			c.log.Error("health check panicked; backend taken down", "backend", h.name, "panic", r, "stack", string(debug.Stack()))
+			c.record(h, fmt.Errorf("health check panicked: %v", r), true)
+		}
+	}()
 	p := &probe{b: c.backend(h)}
 	defer p.close()
 	timer := time.NewTimer(0)
@@ -357,11 +449,17 @@ func (c *Checker) checkLoop(h *host) {
 				}
 			}
 		}
-		if b := c.backend(h); b != p.b {
-			// Updated: reconnect with its new address or token.
+		c.mu.Lock()
+		suspect, b := h.suspect, h.b
+		c.mu.Unlock()
+		if suspect || b != p.b {
+			// Confirm a live connection's failure on a fresh connection: the
+			// probe's own may outlive what broke the others. An updated
+			// backend (new address or token) needs a new connection too.
 			p.close()
 			p.b = b
 		}
+		started := time.Now()
 		fresh, err := p.check(c.cfg.Timeout)
 		if err == nil && fresh {
 			err = c.checkProtocol(p.info)
@@ -371,8 +469,16 @@ func (c *Checker) checkLoop(h *host) {
 				c.cfg.OnInfo(p.info)
 			}
 		}
-		c.record(h, err)
-		timer.Reset(c.cfg.Interval)
+		c.mu.Lock()
+		h.lastCheck, h.lastLatency, h.lastErr = started, time.Since(started), err
+		if fresh && err == nil {
+			h.info = p.info
+		}
+		c.mu.Unlock()
+		c.record(h, err, false)
+		// Checks start every interval, however long each took: a frozen
+		// backend is down within fall × interval + timeout.
+		timer.Reset(max(0, c.cfg.Interval-time.Since(started)))
 	}
 }
 
@@ -390,13 +496,17 @@ func (c *Checker) checkProtocol(info json.RawMessage) error {
 	return nil
 }
 
-// record applies one check's outcome with rise/fall hysteresis.
-func (c *Checker) record(h *host, err error) {
+// record applies one check's outcome with rise/fall hysteresis. A failed
+// probe that follows a Suspect report and found the backend refusing or
+// resetting connections (or force) takes it down at once.
+func (c *Checker) record(h *host, err error, force bool) {
 	c.mu.Lock()
 	if c.hosts[h.name] != h {
 		c.mu.Unlock()
 		return
 	}
+	suspect := h.suspect
+	h.suspect = false
 	from := h.effective()
 	if err == nil {
 		h.good, h.bad = h.good+1, 0
@@ -405,7 +515,7 @@ func (c *Checker) record(h *host, err error) {
 		}
 	} else {
 		h.good, h.bad = 0, h.bad+1
-		if h.state == StateUp && h.bad >= c.cfg.Fall {
+		if h.state == StateUp && (h.bad >= c.cfg.Fall || force || suspect && hardFailure(err)) {
 			h.state = StateDown
 		}
 	}
@@ -423,4 +533,19 @@ func (c *Checker) record(h *host, err error) {
 		c.log.Info("backend state", "backend", h.name, "from", from.String(), "to", to.String())
 	}
 	c.changed(h.name, from, to)
+}
+
+// hardFailure reports an error that says the backend is gone rather than
+// slow: the connection was refused, reset or closed by the peer. A timeout
+// is not one (a busy backend times out too).
+func hardFailure(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

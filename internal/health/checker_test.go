@@ -96,38 +96,89 @@ func TestFlappingDoesNotChangeState(t *testing.T) {
 	c.hosts["x"] = h
 	fail := errors.New("probe failed")
 	for i := 0; i < 20; i++ {
-		c.record(h, fail)
-		c.record(h, nil)
+		c.record(h, fail, false)
+		c.record(h, nil, false)
 	}
 	if st, _ := c.State("x"); st != StateUp || tr.count() != 0 {
 		t.Fatalf("flapping changed state: %s, transitions %v", st, tr.log)
 	}
 	// Two failures in a row take it down; one success does not bring it back.
-	c.record(h, fail)
-	c.record(h, fail)
-	c.record(h, nil)
-	c.record(h, fail)
-	c.record(h, nil)
+	c.record(h, fail, false)
+	c.record(h, fail, false)
+	c.record(h, nil, false)
+	c.record(h, fail, false)
+	c.record(h, nil, false)
 	if st, _ := c.State("x"); st != StateDown {
 		t.Fatalf("state %s after fall, want down", st)
 	}
-	c.record(h, nil)
+	c.record(h, nil, false)
 	if st, _ := c.State("x"); st != StateUp {
 		t.Fatalf("state %s after rise, want up", st)
 	}
 }
 
-// A lost connection takes a backend down at once; probes bring it back.
-func TestPassiveFailureAndRecovery(t *testing.T) {
+// A live connection's failure is only a suspicion: the backend stays up
+// while its probe passes, and a new View is published only on a change.
+func TestSuspectOfHealthyBackendChangesNothing(t *testing.T) {
 	var tr transitions
-	c, table := newChecker(t, &tr, 30*time.Millisecond)
+	c, table := newChecker(t, &tr, time.Hour) // no periodic probe: only the kicked one
 	a := startFake(t, fakecli.Config{})
 	c.Add(&router.Backend{Name: a.Addr(), Addr: a.Addr()})
-	c.ReportFailure(a.Addr(), errors.New("connection reset"))
-	if st, _ := c.State(a.Addr()); st != StateDown || table.Ring().Len() != 0 || c.Usable(a.Addr()) {
-		t.Fatalf("passive failure: state %s", st)
+	v := c.View()
+	probes := a.Stats().Accepted
+	c.Suspect(a.Addr(), errors.New("one client's upstream: i/o timeout"))
+	// The suspicion is confirmed on a fresh connection: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for a.Stats().Accepted <= probes {
+		if time.Now().After(deadline) {
+			t.Fatal("Suspect did not probe")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	waitState(t, c, a.Addr(), StateUp)
+	time.Sleep(50 * time.Millisecond)
+	if st, _ := c.State(a.Addr()); st != StateUp || table.Ring().Len() != 1 || !c.Usable(a.Addr()) {
+		t.Fatalf("healthy backend after Suspect: state %s", st)
+	}
+	select {
+	case <-v.Changed():
+		t.Fatal("a View was published with no state change")
+	default:
+	}
+}
+
+// A suspicion confirmed by a refused probe takes the backend down at once,
+// long before fall × interval; probes bring it back.
+func TestSuspectOfDeadBackendTakesItDownAtOnce(t *testing.T) {
+	var tr transitions
+	table := router.NewTable(router.RingConfig{})
+	c := New(Config{Interval: time.Hour, Timeout: time.Second, Fall: 5, OnChange: tr.add}, table)
+	t.Cleanup(c.Close)
+	a := startFake(t, fakecli.Config{})
+	addr := a.Addr()
+	c.Add(&router.Backend{Name: addr, Addr: addr})
+	waitProbe(t, a)
+	v := c.View()
+	a.Close()
+	c.Suspect(addr, errors.New("connection reset"))
+	select {
+	case <-v.Changed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no new View after a confirmed failure")
+	}
+	if st, _ := c.State(addr); st != StateDown || table.Ring().Len() != 0 || c.Usable(addr) || c.View().States[addr] != StateDown {
+		t.Fatalf("confirmed failure: state %s", st)
+	}
+}
+
+func waitProbe(t *testing.T, f *fakecli.Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.Stats().Accepted == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("backend never probed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // A backend speaking another protocol version than the pool is not routable.
@@ -247,5 +298,35 @@ func TestUpdateAppliesTokenAndWeight(t *testing.T) {
 	}
 	if err := c.Update(&router.Backend{Name: "absent:1"}); err == nil {
 		t.Error("Update of an unknown backend succeeded")
+	}
+}
+
+// Status reports each backend's state and its last check.
+func TestStatusReportsLastCheck(t *testing.T) {
+	var tr transitions
+	c, _ := newChecker(t, &tr, 20*time.Millisecond)
+	a := startFake(t, fakecli.Config{})
+	c.Add(&router.Backend{Name: a.Addr(), Addr: a.Addr(), Weight: 3})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := c.Status()
+		if len(st) == 1 && !st[0].LastCheck.IsZero() && len(st[0].Info) > 0 {
+			if st[0].State != StateUp || st[0].Weight != 3 || st[0].LastError != "" || st[0].LastLatency <= 0 || protocolVersion(st[0].Info) != 3 {
+				t.Fatalf("status: %+v", st[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no check reported: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.Close()
+	deadline = time.Now().Add(5 * time.Second)
+	for st := c.Status(); st[0].State != StateDown || st[0].LastError == ""; st = c.Status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("dead backend: %+v", st[0])
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

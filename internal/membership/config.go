@@ -20,12 +20,21 @@ const (
 	DefaultLeaveTimeout  = 5 * time.Second
 	DefaultUpdateTimeout = 5 * time.Second
 	// MaxNodeNameLen bounds Config.NodeName; the name travels in most gossip
-	// messages.
+	// messages. A peer with a longer name is never admitted as a backend.
 	MaxNodeNameLen = 128
+	// DefaultInsecureWarnEvery is how often a node gossiping without keys on
+	// a non-loopback address (Config.Insecure) repeats its warning.
+	DefaultInsecureWarnEvery = time.Hour
 )
 
-// ErrInvalidConfig is wrapped by every error from Config.Validate.
-var ErrInvalidConfig = errors.New("membership: invalid config")
+var (
+	// ErrInvalidConfig is wrapped by every error from Config.Validate.
+	ErrInvalidConfig = errors.New("membership: invalid config")
+	// ErrUnauthenticated is wrapped (with ErrInvalidConfig) by Validate when
+	// BindAddr is reachable from other hosts, no Keys are set and Insecure
+	// is false: anyone who can reach the port could join and be routed to.
+	ErrUnauthenticated = errors.New("membership: gossip on a non-loopback address without keys")
+)
 
 // Profile names a set of memberlist timings.
 type Profile string
@@ -124,6 +133,27 @@ type Config struct {
 	// key it holds.
 	Keys [][]byte
 
+	// Insecure allows BindAddr to be a non-loopback address (or 0.0.0.0)
+	// with no Keys. Without keys any host that reaches the gossip port can
+	// join, advertise a backend and so receive sessions, tokens and
+	// session.create parameters; Validate refuses that unless Insecure is
+	// set, and a node that runs so warns at start and every
+	// DefaultInsecureWarnEvery. Loopback binds (127.0.0.0/8, ::1) need no
+	// keys and only warn once at start. Ignored when Keys are set. Default
+	// false.
+	Insecure bool
+
+	// AllowedBackends lists networks whose CLI addresses any member may
+	// advertise. Otherwise a backend member is admitted only when the host of
+	// its Meta.Addr is the IP memberlist knows the member by (its gossip
+	// address): an agent advertises a CLI on its own host. Members that fail
+	// this, or advertise a host name, are ignored (and logged once). Default
+	// none.
+	AllowedBackends []netip.Prefix
+
+	// insecureWarnEvery overrides DefaultInsecureWarnEvery (tests).
+	insecureWarnEvery time.Duration
+
 	// Profile selects memberlist's timings: ProfileLAN (default) or
 	// ProfileFast. Every member of a cluster should use the same one.
 	Profile Profile
@@ -187,7 +217,11 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
+	if c.insecureWarnEvery == 0 {
+		c.insecureWarnEvery = DefaultInsecureWarnEvery
+	}
 	c.Join = append([]string(nil), c.Join...)
+	c.AllowedBackends = append([]netip.Prefix(nil), c.AllowedBackends...)
 	keys := make([][]byte, len(c.Keys))
 	for i, k := range c.Keys {
 		keys[i] = append([]byte(nil), k...)
@@ -209,8 +243,14 @@ func (c Config) Validate() error {
 	if len(c.NodeName) > MaxNodeNameLen {
 		return bad("NodeName is %d bytes, limit %d", len(c.NodeName), MaxNodeNameLen)
 	}
-	if _, _, err := splitIPPort(c.BindAddr); err != nil {
+	bindIP, _, err := splitIPPort(c.BindAddr)
+	if err != nil {
 		return bad("BindAddr: %v", err)
+	}
+	if !bindIP.IsLoopback() && len(c.Keys) == 0 && !c.Insecure {
+		return fmt.Errorf("%w: %w: BindAddr %s is reachable from other hosts and no Keys are set, "+
+			"so anyone who reaches it could join and be sent sessions; set Keys, bind a loopback "+
+			"address, or set Insecure", ErrInvalidConfig, ErrUnauthenticated, c.BindAddr)
 	}
 	if c.AdvertiseAddr != "" {
 		if _, _, err := splitIPPort(c.AdvertiseAddr); err != nil {
@@ -234,6 +274,11 @@ func (c Config) Validate() error {
 			return bad("Keys[%d] repeats an earlier key", i)
 		}
 		seen[string(k)] = true
+	}
+	for i, p := range c.AllowedBackends {
+		if !p.IsValid() {
+			return bad("AllowedBackends[%d] is not a valid prefix", i)
+		}
 	}
 	if err := c.Profile.apply(memberlist.DefaultLANConfig()); err != nil {
 		return bad("Profile: %v", err)

@@ -3,6 +3,7 @@ package membership
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,16 @@ func TestConfigValidate(t *testing.T) {
 			c.Profile = ProfileFast
 		}, true},
 		{"ipv6 bind", func(c *Config) { c.BindAddr = "[::1]:0" }, true},
+		// Without keys, only loopback binds start, unless Insecure.
+		{"loopback alias without keys", func(c *Config) { c.BindAddr = "127.0.0.2:7946" }, true},
+		{"ipv6 loopback without keys", func(c *Config) { c.BindAddr = "[::1]:7946" }, true},
+		{"v4-mapped loopback without keys", func(c *Config) { c.BindAddr = "[::ffff:127.0.0.1]:7946" }, true},
+		{"all interfaces without keys", func(c *Config) { c.BindAddr = "0.0.0.0:7946" }, false},
+		{"ipv6 all interfaces without keys", func(c *Config) { c.BindAddr = "[::]:7946" }, false},
+		{"lan address without keys", func(c *Config) { c.BindAddr = "10.1.2.3:7946" }, false},
+		{"lan address with keys", func(c *Config) { c.BindAddr, c.Keys = "10.1.2.3:7946", [][]byte{keyOld} }, true},
+		{"lan address insecure", func(c *Config) { c.BindAddr, c.Insecure = "10.1.2.3:7946", true }, true},
+		{"invalid allowed prefix", func(c *Config) { c.AllowedBackends = []netip.Prefix{{}} }, false},
 		{"no name", func(c *Config) { c.NodeName = "" }, false},
 		{"long name", func(c *Config) { c.NodeName = strings.Repeat("n", MaxNodeNameLen+1) }, false},
 		{"bind host name", func(c *Config) { c.BindAddr = "localhost:7946" }, false},

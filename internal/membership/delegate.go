@@ -2,6 +2,7 @@ package membership
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 
 	"github.com/hashicorp/memberlist"
@@ -58,17 +59,29 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) { d.n.forget(node.Name) }
 
 // observe stores what memberlist says about a live member. node belongs to
 // memberlist and is only valid during the call: everything kept is copied.
+// Refusals are logged by the dispatch loop (once per member), not here, since
+// a hostile member could update its metadata without end.
 func (n *Node) observe(node *memberlist.Node) {
 	m := Member{
 		Name:       node.Name,
 		GossipAddr: net.JoinHostPort(node.Addr.String(), strconv.Itoa(int(node.Port))),
 	}
+	if ip, ok := netip.AddrFromSlice(node.Addr); ok {
+		m.gossipIP = ip.Unmap()
+	}
 	if err := m.Meta.UnmarshalBinary(node.Meta); err != nil {
 		m.Meta, m.MetaErr = Meta{}, err
-		// Logged once per metadata change of that member, so bounded.
-		n.log.Warn("member has unusable metadata; not a backend", "member", node.Name, "error", err)
 	}
 	n.mu.Lock()
+	// A member keeps its place among the claimants of a CLI address while it
+	// claims that address from the same gossip IP; any other change is a
+	// new claim.
+	if prev, ok := n.members[m.Name]; ok && prev.Meta.Addr == m.Meta.Addr && prev.gossipIP == m.gossipIP {
+		m.claimSeq = prev.claimSeq
+	} else {
+		n.claimSeq++
+		m.claimSeq = n.claimSeq
+	}
 	n.members[m.Name] = m
 	n.mu.Unlock()
 	n.signal()

@@ -1,8 +1,9 @@
 package membership
 
 import (
+	"net/netip"
 	"slices"
-	"strings"
+	"time"
 )
 
 // Listener receives the backend set whenever it changes.
@@ -25,13 +26,14 @@ type ListenerFunc func(backends []Backend)
 // BackendsChanged calls f(backends).
 func (f ListenerFunc) BackendsChanged(backends []Backend) { f(backends) }
 
-// Backend is a live cluster member with role backend: a CLI server that
-// proxies may route to. Every proxy given the same membership computes the
+// Backend is a live cluster member with role backend that this node admitted
+// (see admission.go): a CLI server that proxies may route to. Every proxy given the same membership computes the
 // same []Backend, sorted by Name, so equal inputs to a hash ring.
 type Backend struct {
 	// Name is the member's node name, unique in the cluster: the ring key.
 	Name string
-	// Addr is the CLI server address to dial, host:port.
+	// Addr is the CLI server address to dial, IP:port in canonical form
+	// (IPv4-mapped addresses unmapped, IPv6 in brackets).
 	Addr string
 	// Weight is the relative capacity, 1..MaxWeight.
 	Weight int
@@ -56,55 +58,38 @@ type Member struct {
 	// MetaErr is why the member's metadata could not be decoded (a newer or
 	// broken peer), wrapping ErrMetaVersion or ErrInvalidMeta; nil if fine.
 	MetaErr error
-}
 
-// backendOf returns m as a Backend, and whether it is one.
-func backendOf(m Member) (Backend, bool) {
-	if m.MetaErr != nil || m.Meta.Role != RoleBackend {
-		return Backend{}, false
-	}
-	w := m.Meta.Weight
-	if w == 0 {
-		w = 1
-	}
-	return Backend{
-		Name:            m.Name,
-		Addr:            m.Meta.Addr,
-		Weight:          w,
-		Healthy:         m.Meta.Healthy,
-		Draining:        m.Meta.Draining,
-		ProtocolVersion: m.Meta.ProtocolVersion,
-		Version:         m.Meta.Version,
-	}, true
-}
-
-// backendsOf returns the backends among members, sorted by name.
-func backendsOf(members []Member) []Backend {
-	out := make([]Backend, 0, len(members))
-	for _, m := range members {
-		if b, ok := backendOf(m); ok {
-			out = append(out, b)
-		}
-	}
-	slices.SortFunc(out, func(a, b Backend) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	gossipIP netip.Addr // IP of GossipAddr, unmapped
+	claimSeq uint64     // when the member began claiming Meta.Addr (see admit)
 }
 
 // dispatchLoop delivers backend set changes to the listener. It is the Node's
 // only long-lived goroutine: it waits for a signal from the memberlist
 // delegates (or shutdown), recomputes the canonical set and calls the
-// listener when the set changed.
+// listener when the set changed. It also logs refused members (once per
+// member and kind) and repeats the insecure-gossip warning.
 func (n *Node) dispatchLoop() {
 	defer close(n.dispatchDone)
 	var last []Backend
 	delivered := false
+	logged := make(map[string]refusalKind) // refused members already logged
+	var remind <-chan time.Time
+	if authModeOf(n.cfg) == authInsecure {
+		t := time.NewTicker(n.cfg.insecureWarnEvery)
+		defer t.Stop()
+		remind = t.C
+	}
 	for {
 		select {
 		case <-n.shutdownCh:
 			return
+		case <-remind:
+			n.warnUnauthenticated()
+			continue
 		case <-n.changed:
 		}
-		cur := n.Backends()
+		cur, refused := n.admitted()
+		n.logRefusals(refused, logged)
 		if delivered && slices.Equal(cur, last) {
 			continue
 		}
@@ -112,6 +97,27 @@ func (n *Node) dispatchLoop() {
 		last, delivered = cur, true
 		if n.listener != nil {
 			n.listener.BackendsChanged(slices.Clone(cur))
+		}
+	}
+}
+
+// logRefusals logs each refused member whose refusal kind differs from the
+// one last logged for it, and forgets members no longer refused, so a member
+// that keeps updating its metadata is logged once, and logged is bounded by
+// the member count.
+func (n *Node) logRefusals(refused []refusal, logged map[string]refusalKind) {
+	now := make(map[string]bool, len(refused))
+	for _, r := range refused {
+		now[r.name] = true
+		if logged[r.name] == r.kind {
+			continue
+		}
+		logged[r.name] = r.kind
+		n.log.Warn("ignoring cluster member: not a backend", "member", r.name, "reason", string(r.kind), "detail", r.detail)
+	}
+	for name := range logged {
+		if !now[name] {
+			delete(logged, name)
 		}
 	}
 }

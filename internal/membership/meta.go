@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -29,8 +31,10 @@ const (
 	// Bump it only for incompatible changes: fields added in a compatible way
 	// keep version 1, since decoders ignore unknown fields.
 	MetaVersion = 1
-	// MaxWeight is the largest Meta.Weight.
-	MaxWeight = 10000
+	// MaxWeight is the largest Meta.Weight, the same as the router's limit
+	// (router.MaxWeight): a peer advertising more is not a backend, so an
+	// admitted member owns at most MaxWeight shares of the ring.
+	MaxWeight = 100
 	// MaxAddrLen is the longest Meta.Addr, in bytes.
 	MaxAddrLen = 261 // a 253-byte host name, ':' and a 5-digit port, plus IPv6 brackets
 	// MaxVersionLen is the longest Meta.Version, in bytes.
@@ -127,6 +131,10 @@ func (m Meta) checkFields() error {
 	}
 	if len(m.Version) > MaxVersionLen {
 		return fmt.Errorf("%w: version string is %d bytes, limit %d", ErrInvalidMeta, len(m.Version), MaxVersionLen)
+	}
+	// Version goes to logs: no control characters.
+	if strings.IndexFunc(m.Version, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return fmt.Errorf("%w: version string has unprintable characters", ErrInvalidMeta)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -49,8 +50,8 @@ func TestMetaLargestFitsLimit(t *testing.T) {
 	}
 	t.Logf("largest plain meta: %d bytes", len(b))
 
-	// Control characters expand 6x in JSON; the size check must catch it.
-	m.Version = strings.Repeat("\x01", MaxVersionLen)
+	// "<" expands 6x in JSON (\u003c); the size check must catch it.
+	m.Version = strings.Repeat("<", MaxVersionLen)
 	if _, err := m.MarshalBinary(); !errors.Is(err, ErrInvalidMeta) {
 		t.Fatalf("oversize encoding: err = %v, want ErrInvalidMeta", err)
 	}
@@ -76,6 +77,7 @@ func TestMetaValidate(t *testing.T) {
 		{"weight too big", Meta{Role: RoleProxy, Weight: MaxWeight + 1}, false},
 		{"protocol too big", Meta{Role: RoleProxy, ProtocolVersion: 256}, false},
 		{"version too long", Meta{Role: RoleProxy, Version: strings.Repeat("v", MaxVersionLen+1)}, false},
+		{"version with a newline", Meta{Role: RoleProxy, Version: "1.0\nlevel=error"}, false},
 	}
 	for _, tt := range tests {
 		err := tt.m.Validate()
@@ -136,7 +138,7 @@ func TestMetaDecodeLenient(t *testing.T) {
 	if m.Role != "router" {
 		t.Fatalf("role = %q", m.Role)
 	}
-	if _, ok := backendOf(Member{Name: "r", Meta: m}); ok {
+	if bs, _ := admit([]Member{{Name: "r", Meta: m}}, nil); len(bs) != 0 {
 		t.Fatalf("unknown role treated as a backend")
 	}
 }
@@ -155,6 +157,14 @@ func FuzzMetaUnmarshal(f *testing.F) {
 				t.Fatalf("error %v wraps neither sentinel", err)
 			}
 			return
+		}
+		if err := m.checkFields(); err != nil {
+			t.Fatalf("decoded %+v out of bounds: %v", m, err)
+		}
+		// Admission takes whatever decodes without panicking.
+		for _, ip := range []string{"127.0.0.1", "::1", "10.0.0.5"} {
+			mem := Member{Name: "fuzz", Meta: m, gossipIP: netip.MustParseAddr(ip)}
+			admit([]Member{mem, mem}, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
 		}
 		// Whatever decodes re-encodes within the limit when its role is known.
 		if m.Role == RoleBackend || m.Role == RoleProxy {

@@ -2,15 +2,20 @@
 // (hashicorp/memberlist). Every CLI host runs an `rpcproxy agent` that joins
 // as a backend and advertises its CLI address in its metadata; every proxy
 // joins as well and learns the backend set. Since all proxies see the same
-// membership, they all compute the same canonical backend list (alive
-// backends sorted by name) and so the same hash ring: any proxy sends a
-// session to the same CLI server.
+// membership, they all compute the same canonical backend list (alive,
+// admitted backends sorted by name) and so the same hash ring: any proxy
+// sends a session to the same CLI server.
+//
+// Gossip keys are the cluster's credential; admission (admission.go) bounds
+// what an admitted member can claim: a CLI address on its own gossip IP (or
+// in Config.AllowedBackends) that no earlier member holds.
 package membership
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -53,8 +58,9 @@ type Node struct {
 	metaMu    sync.Mutex // serializes UpdateMeta; guards meta
 	meta      Meta
 
-	mu      sync.Mutex // guards members
-	members map[string]Member
+	mu       sync.Mutex // guards members and claimSeq
+	members  map[string]Member
+	claimSeq uint64 // last Member.claimSeq given out
 
 	// changed carries "membership changed" from the delegates to the
 	// dispatch goroutine; 1-buffered, sent to without blocking.
@@ -125,6 +131,8 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 	n.log.Info("joined gossip cluster", "node", cfg.NodeName, "addr", n.addr,
 		"role", cfg.Meta.Role, "members", ml.NumMembers(), "profile", cfg.Profile,
 		"encrypted", len(cfg.Keys) > 0)
+	n.warnUnauthenticated()
+	n.warnUnadmittable(cfg.Meta)
 	return n, nil
 }
 
@@ -183,16 +191,22 @@ func (n *Node) Members() []Member {
 }
 
 // Backends returns the current canonical backend set: live members with role
-// backend and usable metadata, sorted by name. It is what the Listener was
-// or is about to be given.
+// backend that pass admission (see admission.go), sorted by name. It is what
+// the Listener was or is about to be given.
 func (n *Node) Backends() []Backend {
+	b, _ := n.admitted()
+	return b
+}
+
+// admitted returns the backend set and the backend members refused.
+func (n *Node) admitted() ([]Backend, []refusal) {
 	n.mu.Lock()
 	members := make([]Member, 0, len(n.members))
 	for _, m := range n.members {
 		members = append(members, m)
 	}
 	n.mu.Unlock()
-	return backendsOf(members)
+	return admit(members, n.cfg.AllowedBackends)
 }
 
 // UpdateMeta advertises m in place of the current metadata, e.g. to start
@@ -214,6 +228,9 @@ func (n *Node) UpdateMeta(m Meta) error {
 	}
 	n.metaMu.Lock()
 	defer n.metaMu.Unlock()
+	if m.Addr != n.meta.Addr {
+		n.warnUnadmittable(m)
+	}
 	n.meta = m
 	n.localMeta.Store(&b)
 	if err := n.ml.UpdateNode(n.cfg.UpdateTimeout); err != nil {
@@ -273,4 +290,22 @@ func (n *Node) Close() error {
 		err = nil
 	}
 	return errors.Join(err, n.Shutdown())
+}
+
+// warnUnadmittable warns when this node advertises a backend that peers
+// without a matching AllowedBackends entry will refuse: its CLI address is
+// not an IP literal on its own gossip IP.
+func (n *Node) warnUnadmittable(m Meta) {
+	if m.Role != RoleBackend {
+		return
+	}
+	self, _, err := splitIPPort(n.addr)
+	if err != nil {
+		return
+	}
+	if cli, err := netip.ParseAddrPort(m.Addr); err == nil && cli.Addr().Unmap() == self {
+		return
+	}
+	n.log.Warn("advertised CLI address is not on this node's gossip address; proxies will ignore this backend unless it is in their allowed backend networks",
+		"cli", m.Addr, "gossip", n.addr)
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,8 +24,9 @@ import (
 
 // clientConn is one SDK connection. Its serve goroutine reads the client and
 // owns everything marked "reader state"; whoever has a frame for the client
-// writes it under wmu (see send); each upstream has a reader goroutine of
-// its own.
+// writes it under wmu (see send); each upstream has a goroutine of its own
+// that opens it and then reads it, and a session being moved has one that
+// moves it. Nothing slow (a dial, a handshake, a move) runs on the reader.
 type clientConn struct {
 	srv  *Server
 	conn net.Conn
@@ -142,8 +144,10 @@ func (c *clientConn) serve() {
 		c.wg.Add(1)
 		go c.timeoutLoop(t)
 	}
-	err := c.readLoop()
+	err := c.readLoopGuarded()
 	switch {
+	case errors.Is(err, errPanicked):
+		// Logged with its stack by recoverPeer.
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log().Debug("client disconnected")
 	default:
@@ -182,6 +186,39 @@ func (c *clientConn) closing() bool {
 		return false
 	}
 }
+
+// readLoopGuarded is readLoop with a panic turned into an error for this
+// client alone: every other client is still served.
+func (c *clientConn) readLoopGuarded() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.panicked("client reader", r)
+			err = errPanicked
+		}
+	}()
+	return c.readLoop()
+}
+
+var errPanicked = errors.New("panic while serving the client")
+
+// recoverPeer, deferred first thing on a goroutine that serves this client,
+// turns a panic there into the close of this client alone.
+func (c *clientConn) recoverPeer(where string) {
+	if r := recover(); r != nil {
+		c.panicked(where, r)
+	}
+}
+
+// panicked logs a recovered panic once, with its stack, counts it and
+// closes the client.
+func (c *clientConn) panicked(where string, r any) {
+	c.srv.panics.Add(1)
+	c.log().Error("panic while serving client; closing it", "in", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	c.shutdown()
+}
+
+// testHookClientFrame, when set by a test, sees every client frame first.
+var testHookClientFrame func(body []byte)
 
 // readLoop reads and dispatches client frames until an error.
 // A new client has the handshake timeout to send its first frame.
@@ -228,6 +265,9 @@ var errBadInput = errors.New("client sent a message that is not JSON-RPC")
 // returns, so anything kept must be copied.
 func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 	body := buf.B
+	if testHookClientFrame != nil {
+		testHookClientFrame(body)
+	}
 	if err := frame.Scan(body, m); err != nil {
 		c.log().Warn("client frame is not a JSON object", "bytes", len(body))
 		c.replyError(nil, &rpcError{Code: codeParseError, Message: "parse error: body is not a JSON object"})
@@ -301,14 +341,16 @@ func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 	}
 	if sid, ok := c.sessionID(body, m); ok {
 		s := c.session(sid, false)
-		if s == nil {
+		if s == nil || c.hold(s, body, false) {
 			return
 		}
 		u, err := c.upstream(s.backend)
 		if err != nil {
 			return
 		}
-		u.write(body)
+		if u.write(body) == nil {
+			c.markDirty(u)
+		}
 		return
 	}
 	if string(m.Method.Of(body)) == "$/cancelRequest" {
@@ -333,7 +375,9 @@ func (c *clientConn) forwardCancel(body []byte) {
 	ups := c.upstreamList()
 	for _, u := range ups {
 		if pid, ok := u.pendingID(n.Params.ID); ok {
-			u.write(cancelNotification(pid))
+			if u.write(cancelNotification(pid)) == nil {
+				c.markDirty(u)
+			}
 			return
 		}
 	}
@@ -353,7 +397,9 @@ func (c *clientConn) handleResponse(body []byte, m *frame.Meta) {
 		c.log().Debug("client answered an unknown server request", "bytes", len(body))
 		return
 	}
-	e.up.writeWithID(body, m.ID, e.id.Bytes())
+	if e.up.writeWithID(body, m.ID, e.id.Bytes()) == nil {
+		c.markDirty(e.up)
+	}
 }
 
 // forwardQuery sends a request any backend can answer to one: an upstream
@@ -394,7 +440,7 @@ func (c *clientConn) forward(b *router.Backend, body []byte, m *frame.Meta) {
 		c.replyError(m.ID.Of(body), asRPCError(err, b.Name))
 		return
 	}
-	c.forwardVia(u, body, m, nil)
+	c.forwardVia(u, body, m, nil, false)
 }
 
 // admit enforces the limit of requests in flight per client.
@@ -407,44 +453,48 @@ func (c *clientConn) admit(body []byte, m *frame.Meta) bool {
 }
 
 // forwardVia sends a client request on u, remembering the client's id; turn
-// is the session whose turn the request starts (session.send), if any.
-func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta, turn *session) {
+// is the session whose turn the request starts (session.send), if any. On
+// the client's reader (flushNow false) the upstream is flushed when the
+// reader runs out of input; elsewhere (a session mover) at once.
+func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta, turn *session, flushNow bool) {
 	id := m.ID.Of(body)
 	if err := u.forward(body, m, pendingReq{client: makeRawID(id), turn: turn}); err != nil {
 		c.replyError(id, asRPCError(err, u.backend.Name))
+		return
+	}
+	if !flushNow {
+		c.markDirty(u)
+	} else if err := u.flush(); err != nil {
+		u.fail(err)
 	}
 }
 
-// upstream returns this client's connection to b, opening it on first use.
+// upstream returns this client's connection to b, starting to open it on
+// first use. It never waits: frames written to an upstream still opening
+// wait in its queue. It fails only when the client is closing.
 func (c *clientConn) upstream(b *router.Backend) (*upstream, error) {
 	c.mu.Lock()
-	u := c.upstreams[b.Name]
-	c.mu.Unlock()
-	if u != nil {
+	defer c.mu.Unlock()
+	if u := c.upstreams[b.Name]; u != nil {
 		return u, nil
 	}
 	if c.closing() {
+		// shutdown closed done before listing upstreams: one added now
+		// would never be closed.
 		return nil, net.ErrClosed
 	}
-	u, err := dialUpstream(c, b)
-	if err != nil {
-		var re *rpcError
-		if !errors.As(err, &re) {
-			c.srv.reportFailure(b, err)
-		}
-		c.log().Warn("cannot open upstream", "backend", b.Name, "error", err)
-		return nil, err
-	}
-	c.mu.Lock()
-	if c.closing() {
-		c.mu.Unlock()
-		u.close()
-		return nil, net.ErrClosed
-	}
+	u := newUpstream(c, b)
 	c.upstreams[b.Name] = u
-	c.mu.Unlock()
-	u.start()
+	c.wg.Add(1)
+	go u.run()
 	return u, nil
+}
+
+// registrations is a copy of the client's process-wide registrations.
+func (c *clientConn) registrations() []registration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]registration(nil), c.regs...)
 }
 
 // dropUpstream forgets u after it failed, with the server→client requests it had asked.
@@ -522,6 +572,7 @@ func (c *clientConn) sendBody(body []byte) {
 // passive check, so a backend that stops answering is noticed on live traffic.
 func (c *clientConn) timeoutLoop(timeout time.Duration) {
 	defer c.wg.Done()
+	defer c.recoverPeer("request timeouts")
 	tick := time.NewTicker(max(timeout/4, 10*time.Millisecond))
 	defer tick.Stop()
 	for {

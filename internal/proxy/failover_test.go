@@ -212,26 +212,35 @@ func TestDraining(t *testing.T) {
 	}
 }
 
-// A request past the request timeout fails its upstream at once (a passive
-// check): the client gets a retryable error and the backend goes down.
-func TestRequestTimeout(t *testing.T) {
+// A request past the request timeout fails its own upstream at once: the
+// client gets a retryable error, and the backend stays in the pool (only
+// the health checker's probes take it out), so another client's session
+// there carries on, and the first client's session reattaches.
+func TestRequestTimeoutFailsOnlyItsUpstream(t *testing.T) {
 	c := newCluster(t, clusterOptions{backends: 1, reqTimeout: 100 * time.Millisecond,
 		health: health.Config{Interval: time.Hour, Timeout: time.Second}})
-	cl := c.client()
+	cl, other := c.client(), c.client()
 	createSession(t, cl, "slow-1")
+	createSession(t, other, "steady-1")
 	c.fakes[0].Freeze()
 	start := time.Now()
 	m := cl.call("session.getMessages", map[string]any{"sessionId": "slow-1"})
+	c.fakes[0].Thaw()
 	if m.Error == nil || m.Error.Code != codeBackendUnavailable {
 		t.Fatalf("timed-out request: %+v", m)
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("answered after %v", took)
 	}
-	if c.checker.Usable(c.fakes[0].Addr()) {
-		t.Fatal("backend still usable after a request timed out")
+	if !c.checker.Usable(c.fakes[0].Addr()) {
+		t.Fatal("one request's timeout took the backend out of the pool")
 	}
-	c.fakes[0].Thaw()
+	if got := turn(t, other, "steady-1", "still there?"); got == "" {
+		t.Fatal("other client's turn got no answer")
+	}
+	if got := turn(t, cl, "slow-1", "and you?"); got == "" {
+		t.Fatal("timed-out client's next turn got no answer")
+	}
 }
 
 // A turn running on a backend that dies is ended towards the client with

@@ -76,8 +76,9 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 		if err := u.forward(body, m, pendingReq{fan: f, part: part}); err != nil {
 			f.deliver(part, nil, asRPCError(err, b.Name))
 		}
+		c.markDirty(u)
 		if perTarget == 2 {
-			if err := u.request("session.list", json.RawMessage("{}"), pendingReq{fan: f, part: part + 1}); err != nil {
+			if _, err := u.request("session.list", json.RawMessage("{}"), pendingReq{fan: f, part: part + 1}); err != nil {
 				f.deliver(part+1, nil, asRPCError(err, b.Name))
 			}
 		}

@@ -42,9 +42,15 @@ func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
 	info := c.srv.poolInfo()
 	if info == nil {
 		// No backend has answered a handshake yet: open this client's first
-		// upstream now, which learns the pool's protocol version.
+		// upstream now, which learns the pool's protocol version. Waiting
+		// here holds up only this client, which has nothing else in flight
+		// before its connect is answered.
 		if b := c.anyBackend(); b != nil {
-			if _, err := c.upstream(b); err == nil {
+			if u, err := c.upstream(b); err == nil {
+				select {
+				case <-u.ready:
+				case <-c.done:
+				}
 				info = c.srv.poolInfo()
 			}
 		}

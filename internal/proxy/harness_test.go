@@ -39,6 +39,9 @@ type clusterOptions struct {
 	health       health.Config
 	reqTimeout   time.Duration
 	onEmpty      func(backend string)
+	writeTimeout time.Duration  // the proxy's WriteTimeout (default 30s)
+	handshake    time.Duration  // the proxy's HandshakeTimeout (default 2s)
+	fake         fakecli.Config // base config of every fake (Name, Store and Token are set per fake)
 }
 
 type lockedBuffer struct {
@@ -78,18 +81,21 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 	}
 	hc.OnInfo = func(info json.RawMessage) { c.srv.SetInfo(info) }
 	hc.OnChange = func(name string, _, to health.State) {
-		switch to {
-		case health.StateDown:
-			c.srv.BackendDown(name)
-		case health.StateDraining:
+		if to == health.StateDraining {
 			c.srv.BackendDraining(name)
 		}
 	}
 	hc.Logger = log.Named("health")
 	c.checker = health.New(hc, c.table)
-	c.srv = New(Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: 2 * time.Second, RequestTimeout: o.reqTimeout, OnEmpty: o.onEmpty}, c.table, c.checker)
+	if o.handshake == 0 {
+		o.handshake = 2 * time.Second
+	}
+	c.srv = New(Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: o.handshake,
+		RequestTimeout: o.reqTimeout, WriteTimeout: o.writeTimeout, OnEmpty: o.onEmpty}, c.table, c.checker)
 	for i := 0; i < o.backends; i++ {
-		c.addBackend(fakecli.Config{Name: fmt.Sprintf("fake-%d", i), Store: c.store, Token: o.backendToken}, o.backendToken)
+		fc := o.fake
+		fc.Name, fc.Store, fc.Token = fmt.Sprintf("fake-%d", i), c.store, o.backendToken
+		c.addBackend(fc, o.backendToken)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

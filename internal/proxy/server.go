@@ -66,14 +66,20 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Health is the proxy's view of backend states. It may be nil (every
-// backend is then usable).
+// Health is the proxy's view of backend states, owned by whoever checks the
+// backends (the health checker). It may be nil (every backend is then
+// usable). The proxy never changes a backend's state: it reports what it
+// sees and reads what the owner publishes.
 type Health interface {
-	// ReportFailure is told of failures seen on live traffic (passive checks).
-	ReportFailure(backend string, err error)
+	// Suspect is told of a failure seen on live traffic (a lost upstream, a
+	// failed dial, a request past its timeout): one connection's failure,
+	// for the owner to confirm or not with a probe. It must not block.
+	Suspect(backend string, err error)
 	// Usable reports whether the backend answers (up or draining): sessions
 	// on a backend that is not usable are moved at once.
 	Usable(backend string) bool
+	// Changed is closed at the next change of any backend's state.
+	Changed() <-chan struct{}
 }
 
 // Server accepts SDK connections and proxies them. Create one with New,
@@ -89,6 +95,10 @@ type Server struct {
 	info atomic.Pointer[json.RawMessage]
 
 	nextClient atomic.Uint64
+	// panics counts panics recovered while serving a client (each closed
+	// that client alone).
+	panics atomic.Uint64
+	done   chan struct{} // closed by Close: stops watchHealth
 
 	placedMu sync.Mutex
 	counts   map[string]int // sessions placed per backend, over all clients
@@ -103,9 +113,17 @@ type Server struct {
 // New returns a Server routing over table. health may be nil.
 func New(cfg Config, table *router.Table, health Health) *Server {
 	cfg = cfg.withDefaults()
-	return &Server{cfg: cfg, log: cfg.Logger, table: table, health: health,
+	s := &Server{cfg: cfg, log: cfg.Logger, table: table, health: health, done: make(chan struct{}),
 		clients: make(map[*clientConn]struct{}), counts: make(map[string]int)}
+	if health != nil {
+		s.wg.Add(1)
+		go s.watchHealth()
+	}
+	return s
 }
+
+// Panics reports the panics recovered while serving clients.
+func (s *Server) Panics() uint64 { return s.panics.Load() }
 
 // ErrServerClosed is returned by Serve after Close.
 var ErrServerClosed = errors.New("proxy: server closed")
@@ -180,6 +198,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.done)
 	if s.listener != nil {
 		s.listener.Close()
 	}
@@ -216,9 +235,33 @@ func (s *Server) poolInfo() json.RawMessage {
 	return nil
 }
 
-func (s *Server) reportFailure(b *router.Backend, err error) {
+// suspect passes a live connection's failure to the owner of backend states.
+func (s *Server) suspect(b *router.Backend, err error) {
 	if s.health != nil {
-		s.health.ReportFailure(b.Name, err)
+		s.health.Suspect(b.Name, err)
+	}
+}
+
+// awaitDown waits up to d for the health checker to find backend down and
+// reports whether it did; stop ends the wait early.
+func (s *Server) awaitDown(backend string, d time.Duration, stop <-chan struct{}) bool {
+	if s.health == nil {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		changed := s.health.Changed()
+		if !s.health.Usable(backend) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-stop:
+			return false
+		}
 	}
 }
 
@@ -277,24 +320,39 @@ func (s *Server) SessionCount(backend string) int {
 	return s.counts[backend]
 }
 
-// BackendDown fails every client's upstream connection to a backend that
-// was marked down: requests pending there are answered at once with a
-// retryable error, and each session moves on its next request. Called by
-// whoever owns backend states; safe from any goroutine.
-func (s *Server) BackendDown(backend string) {
+// watchHealth follows the health checker's published states: when a
+// backend stops answering, every client's upstream to it is aborted, which
+// only closes its socket; each upstream's own goroutine then answers what
+// was pending there for its client. So no client, however slow to read,
+// delays another's error, and this goroutine never writes to a client.
+func (s *Server) watchHealth() {
+	defer s.wg.Done()
+	for {
+		changed := s.health.Changed()
+		s.abortUnusable()
+		select {
+		case <-s.done:
+			return
+		case <-changed:
+		}
+	}
+}
+
+// abortUnusable aborts every upstream to a backend that is not usable.
+func (s *Server) abortUnusable() {
 	s.mu.Lock()
 	clients := make([]*clientConn, 0, len(s.clients))
 	for c := range s.clients {
 		clients = append(clients, c)
 	}
 	s.mu.Unlock()
-	lost := fmt.Errorf("backend %s marked down", backend)
 	for _, c := range clients {
 		c.mu.Lock()
-		u := c.upstreams[backend]
-		c.mu.Unlock()
-		if u != nil {
-			u.fail(lost)
+		for name, u := range c.upstreams {
+			if !s.usable(name) {
+				u.abort(errMarkedDown)
+			}
 		}
+		c.mu.Unlock()
 	}
 }

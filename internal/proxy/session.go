@@ -14,8 +14,10 @@ import (
 )
 
 // session is what the proxy keeps of a session on one client connection.
-// backend and ring belong to the client's reader goroutine; inTurn is also
-// cleared by upstream readers when the turn ends.
+// backend, up, ring and resume belong to the client's reader goroutine,
+// except while moving is set: then they belong to the session's mover
+// goroutine, and the reader only appends the session's frames to held.
+// inTurn is also cleared by upstream readers when the turn ends.
 type session struct {
 	backend *router.Backend
 	// up is the upstream connection the session was attached on. When that
@@ -36,7 +38,21 @@ type session struct {
 	// deleted: the client deleted the session. It is kept (without its
 	// params) so the backend's session.deleted lifecycle still reaches it.
 	deleted bool
+	// moving, held and heldBytes are guarded by the client's mu: a mover
+	// goroutine is moving or reattaching the session, and the client's
+	// frames for it wait in held, in order, until it is done.
+	moving    bool
+	held      []*frame.Buffer
+	heldBytes int
 }
+
+// Bounds of the frames a session's client may send while the session
+// moves: more are refused (retryable), never buffered without limit. One
+// frame is always taken when none waits.
+const (
+	maxHeldBytes  = 4 << 20
+	maxHeldFrames = 64
+)
 
 // session returns the session's state on this connection, placing it by
 // the ring when it is new (and place is set). Nil when the ring is empty.
@@ -99,15 +115,20 @@ func (c *clientConn) releaseSessions() {
 	}
 }
 
-// forwardSession sends a session-scoped request to the session's backend,
-// first moving the session if its backend is lost (at once) or no longer
-// its owner on the ring (between turns only).
+// forwardSession sends a session-scoped request to the session's backend.
+// A session whose backend is lost (at once) or is no longer its owner on
+// the ring (between turns only), or whose connection there was lost, is
+// first moved or reattached by a goroutine of its own: this request and the
+// session's next frames wait for it while the client's other sessions flow.
 func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 	method := m.Method.Of(body)
 	id := m.ID.Of(body)
 	s := c.session(sid, true)
 	if s == nil {
 		c.replyError(id, proxyError(codeNoBackend, "no backend available", errorData{Retryable: true}))
+		return
+	}
+	if c.hold(s, body, true) {
 		return
 	}
 	attach := false
@@ -126,8 +147,8 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 	case "session.delete":
 		c.forgetSession(sid)
 	default:
-		if err := c.checkPlacement(s, sid); err != nil {
-			c.replyError(id, err)
+		if to, reason := c.placement(s, sid); to != nil || reason != "" {
+			c.startMove(s, string(sid), body, to, reason)
 			return
 		}
 	}
@@ -135,72 +156,187 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		return
 	}
 	u, err := c.upstream(s.backend)
-	if err != nil && !attach && !c.srv.usable(s.backend.Name) {
-		// The dial failure just took the backend down: move the session now.
-		if rerr := c.checkPlacement(s, sid); rerr != nil {
-			c.replyError(id, rerr)
-			return
-		}
-		u, err = c.upstream(s.backend)
-	}
 	if err != nil {
 		c.replyError(id, asRPCError(err, s.backend.Name))
 		return
 	}
 	if !attach && s.up != nil && s.up != u {
-		// The connection the session lived on was lost, the backend is
-		// back (or was never down): load the session on the new connection.
-		if rerr := c.reattach(s, sid, u); rerr != nil {
-			c.replyError(id, rerr)
-			return
-		}
+		// The connection the session lived on was lost and the backend
+		// still answers (or was never down): load the session on the new
+		// connection first.
+		c.startMove(s, string(sid), body, nil, "connection lost")
+		return
 	}
-	s.up = u
-	var turn *session
-	if string(method) == "session.send" {
-		turn = s // in a turn once the send is tracked on u (upstream.track)
-	}
-	c.forwardVia(u, body, m, turn)
+	c.sendOnSession(s, u, body, m, false)
 }
 
-// checkPlacement moves a session whose backend was lost, or whose ring owner
-// changed while it is between turns.
-func (c *clientConn) checkPlacement(s *session, sid []byte) *rpcError {
+// sendOnSession forwards a session request on u, the session's upstream.
+func (c *clientConn) sendOnSession(s *session, u *upstream, body []byte, m *frame.Meta, flushNow bool) {
+	s.up = u
+	var turn *session
+	if string(m.Method.Of(body)) == "session.send" {
+		turn = s // in a turn once the send is tracked on u (upstream.track)
+	}
+	c.forwardVia(u, body, m, turn, flushNow)
+}
+
+// placement says whether a session must move before its next request: to
+// its ring owner (to) when its backend was lost, or when its owner changed
+// and it is between turns; reason names why. A lost backend with no owner
+// left gives a nil to and a reason: the move then fails with the reason.
+func (c *clientConn) placement(s *session, sid []byte) (to *router.Backend, reason string) {
 	ring := c.srv.table.Ring()
 	if !c.srv.usable(s.backend.Name) {
-		return c.move(s, sid, ring, "backend lost")
+		s.ring = ring
+		if to = ring.Lookup(sid); to == nil {
+			return nil, "backend lost"
+		}
+		return to, "backend lost"
 	}
 	if s.ring == ring || s.inTurn.Load() {
-		return nil
+		return nil, ""
 	}
 	s.ring = ring
 	owner := ring.Lookup(sid)
 	switch {
 	case owner == nil:
 	case owner.Name != s.backend.Name:
-		return c.move(s, sid, ring, "ring owner changed")
+		return owner, "ring owner changed"
 	case owner != s.backend:
-		// The same server, updated at reload: its next connection uses the
-		// new token.
+		// The same server, updated at reload (token, weight): its next
+		// connection uses the new token.
 		c.mu.Lock()
 		s.backend = owner
 		c.mu.Unlock()
 	}
-	return nil
+	return nil, ""
 }
 
-// move resumes the session on its ring owner with the params the client gave
-// at create/resume, after detaching it from the old backend where that one
-// still answers (the CLI does not stop two processes sharing a store from
-// loading one session). Runs on the client's reader goroutine; the client's
-// next frames wait for it, so the request that triggered it follows the
-// resume on the new backend.
-func (c *clientConn) move(s *session, sid []byte, ring *router.Ring, reason string) *rpcError {
-	from := s.backend
-	to := ring.Lookup(sid)
-	if to == nil {
-		return proxyError(codeNoBackend, "no backend available", errorData{Retryable: true, Backend: from.Name})
+// hold appends a frame for a session that is being moved to the frames
+// waiting for the move, and reports whether it did. A request that does
+// not fit is refused at once (retryable). Client reader only.
+func (c *clientConn) hold(s *session, body []byte, request bool) bool {
+	c.mu.Lock()
+	if !s.moving {
+		c.mu.Unlock()
+		return false
 	}
+	fits := len(s.held) == 0 || len(s.held) < maxHeldFrames && s.heldBytes+len(body) <= maxHeldBytes
+	if fits {
+		s.held = append(s.held, frame.Copy(body))
+		s.heldBytes += len(body)
+	}
+	c.mu.Unlock()
+	if !fits && request {
+		var m frame.Meta
+		_ = frame.Scan(body, &m)
+		c.replyError(m.ID.Of(body), proxyError(codeOverloaded, "too many requests waiting for the session to move", errorData{Retryable: true}))
+	}
+	return true
+}
+
+// startMove hands the session to a mover goroutine with body as its first
+// held frame: to is the backend to move it to, or nil to reattach it on a
+// new connection to its own backend. Client reader only.
+func (c *clientConn) startMove(s *session, sid string, body []byte, to *router.Backend, reason string) {
+	c.mu.Lock()
+	s.moving = true
+	s.held = append(s.held, frame.Copy(body))
+	s.heldBytes += len(body)
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go c.relocate(s, sid, to, reason)
+}
+
+// relocate is a session's mover goroutine: it moves the session to to (or
+// reattaches it when to is nil), then forwards the frames held meanwhile
+// in order, or answers the held requests with the move's error.
+func (c *clientConn) relocate(s *session, sid string, to *router.Backend, reason string) {
+	defer c.wg.Done()
+	defer c.recoverPeer("session move")
+	var rerr *rpcError
+	switch {
+	case to != nil:
+		rerr = c.move(s, sid, to, reason)
+	case reason == "connection lost":
+		rerr = c.reattach(s, sid)
+	default:
+		rerr = proxyError(codeNoBackend, "no backend available", errorData{Retryable: true, Backend: s.backend.Name})
+	}
+	var m frame.Meta
+	for {
+		c.mu.Lock()
+		if len(s.held) == 0 || c.closing() {
+			for _, b := range s.held {
+				b.Release()
+			}
+			s.held, s.heldBytes, s.moving = nil, 0, false
+			c.mu.Unlock()
+			return
+		}
+		b := s.held[0]
+		s.held[0] = nil
+		s.held = s.held[1:]
+		s.heldBytes -= len(b.B)
+		c.mu.Unlock()
+		c.forwardHeld(s, b.B, &m, rerr)
+		b.Release()
+	}
+}
+
+// forwardHeld forwards one frame held during a move, or answers it with the
+// move's error. Mover goroutine only.
+func (c *clientConn) forwardHeld(s *session, body []byte, m *frame.Meta, moveErr *rpcError) {
+	if frame.Scan(body, m) != nil {
+		return
+	}
+	request := m.Kind == frame.KindRequest
+	if moveErr != nil {
+		if request {
+			c.replyError(m.ID.Of(body), moveErr)
+		}
+		return
+	}
+	u, err := c.upstream(s.backend)
+	if err != nil {
+		if request {
+			c.replyError(m.ID.Of(body), asRPCError(err, s.backend.Name))
+		}
+		return
+	}
+	if !request {
+		if u.write(body) == nil {
+			if err := u.flush(); err != nil {
+				u.fail(err)
+			}
+		}
+		return
+	}
+	switch string(m.Method.Of(body)) {
+	case "session.create", "session.resume":
+		s.resume = paramsOf(body)
+		s.inTurn.Store(false)
+	case "session.delete":
+		if sid, ok := c.sessionID(body, m); ok {
+			c.forgetSession(sid)
+		}
+	}
+	if !c.admit(body, m) {
+		return
+	}
+	c.sendOnSession(s, u, body, m, true)
+}
+
+// verdictWait bounds how long a mover waits for the health checker's
+// verdict on a backend whose new connection failed.
+const verdictWait = 3 * time.Second
+
+// move resumes the session on to with the params the client gave at
+// create/resume, after detaching it from the old backend where that one
+// still answers (the CLI does not stop two processes sharing a store from
+// loading one session). Mover goroutine only.
+func (c *clientConn) move(s *session, sid string, to *router.Backend, reason string) *rpcError {
+	from := s.backend
 	if len(s.resume) == 0 {
 		return proxyError(codeBackendUnavailable, "session's backend changed and the proxy holds no create/resume parameters to restore it",
 			errorData{Retryable: false, Backend: from.Name})
@@ -208,9 +344,9 @@ func (c *clientConn) move(s *session, sid []byte, ring *router.Ring, reason stri
 	start := time.Now()
 	if c.srv.usable(from.Name) {
 		if u := c.existingUpstream(from); u != nil {
-			detach, _ := json.Marshal(map[string]string{"sessionId": string(sid)})
+			detach, _ := json.Marshal(map[string]string{"sessionId": sid})
 			if _, err := u.callSync("session.detach", detach); err != nil {
-				c.log().Debug("detach before move failed", "session", string(sid), "backend", from.Name, "error", err)
+				c.log().Debug("detach before move failed", "session", sid, "backend", from.Name, "error", err)
 			}
 		}
 	}
@@ -219,32 +355,47 @@ func (c *clientConn) move(s *session, sid []byte, ring *router.Ring, reason stri
 		return asRPCError(err, to.Name)
 	}
 	if _, err := u.callSync("session.resume", s.resume); err != nil {
-		c.log().Warn("session resume failed", "session", string(sid), "from", from.Name, "to", to.Name, "error", err)
+		c.log().Warn("session resume failed", "session", sid, "from", from.Name, "to", to.Name, "error", err)
 		return asRPCError(err, to.Name)
 	}
 	s.up = u
 	c.setBackend(s, to)
-	s.ring = ring
 	s.inTurn.Store(false)
-	c.log().Info("session moved", "session", string(sid), "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
+	c.log().Info("session moved", "session", sid, "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
 	return nil
 }
 
 // reattach resumes a session on a new connection to the backend it already
-// lives on, after its own connection there was lost.
-func (c *clientConn) reattach(s *session, sid []byte, u *upstream) *rpcError {
+// lives on, after its own connection there was lost. When that connection
+// cannot be had either, it waits for the health checker's verdict on the
+// backend (the failure asked for a probe): a backend found down moves the
+// session to its new owner. Mover goroutine only.
+func (c *clientConn) reattach(s *session, sid string) *rpcError {
+	b := s.backend
 	if len(s.resume) == 0 {
 		return proxyError(codeBackendUnavailable, "session's connection was lost and the proxy holds no create/resume parameters to restore it",
-			errorData{Retryable: false, Backend: u.backend.Name})
+			errorData{Retryable: false, Backend: b.Name})
 	}
-	if _, err := u.callSync("session.resume", s.resume); err != nil {
-		c.log().Warn("session reattach failed", "session", string(sid), "backend", u.backend.Name, "error", err)
-		return asRPCError(err, u.backend.Name)
+	u, err := c.upstream(b)
+	if err == nil {
+		_, err = u.callSync("session.resume", s.resume)
 	}
-	s.up = u
-	s.inTurn.Store(false)
-	c.log().Info("session reattached", "session", string(sid), "backend", u.backend.Name)
-	return nil
+	if err == nil {
+		s.up = u
+		s.inTurn.Store(false)
+		c.log().Info("session reattached", "session", sid, "backend", b.Name)
+		return nil
+	}
+	rerr := asRPCError(err, b.Name)
+	if rerr.Code != codeBackendUnavailable || !c.srv.awaitDown(b.Name, verdictWait, c.done) {
+		c.log().Warn("session reattach failed", "session", sid, "backend", b.Name, "error", err)
+		return rerr
+	}
+	to := c.srv.table.Ring().Lookup([]byte(sid))
+	if to == nil {
+		return proxyError(codeNoBackend, "no backend available", errorData{Retryable: true, Backend: b.Name})
+	}
+	return c.move(s, sid, to, "backend lost")
 }
 
 func (c *clientConn) setBackend(s *session, b *router.Backend) {
@@ -342,19 +493,20 @@ type internalResult struct {
 
 var errInternalTimeout = errors.New("backend did not answer in time")
 
-// callSync sends a request of the proxy's own on a running upstream and
-// waits for the answer, bounded by the handshake timeout.
+// callSync sends a request of the proxy's own on an upstream (open or
+// still opening) and waits for the answer, bounded by the dial and
+// handshake timeouts. Never on the client's reader goroutine.
 func (u *upstream) callSync(method string, params json.RawMessage) (json.RawMessage, error) {
 	ch := make(chan internalResult, 1)
-	id, err := u.track(pendingReq{wait: ch})
+	id, err := u.request(method, params, pendingReq{wait: ch})
 	if err != nil {
 		return nil, err
 	}
-	u.write(requestBody(id, method, params))
 	if err := u.flush(); err != nil {
 		u.fail(err)
 	}
-	timer := time.NewTimer(u.c.srv.cfg.HandshakeTimeout)
+	cfg := &u.c.srv.cfg
+	timer := time.NewTimer(cfg.DialTimeout + cfg.HandshakeTimeout)
 	defer timer.Stop()
 	select {
 	case r := <-ch:

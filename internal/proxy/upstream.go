@@ -18,23 +18,44 @@ import (
 // state per connection (tools, providers, loaded sessions), so upstreams are
 // never shared between clients, and one lives as long as its client.
 //
-// The client's reader goroutine is the only writer (w); the upstream's
-// reader goroutine reads. pending is shared and guarded by mu.
+// An upstream is usable as soon as it exists: its own goroutine (run) dials
+// and performs the handshake while frames written meanwhile wait in a
+// bounded queue, so a slow or silent backend never holds up the client's
+// reader and its sessions on other backends. Once open, the same goroutine
+// reads the backend. Writers (the client's reader, session movers, the
+// opener) hold wmu; pending is guarded by mu. Lock order: wmu, then mu.
 type upstream struct {
 	c       *clientConn
 	backend *router.Backend
-	conn    net.Conn
-	r       *frame.Reader
-	w       *frame.Writer
+	ready   chan struct{} // closed when the handshake is done or failed
 
-	writeDeadline time.Time // when the write deadline was last pushed out
-	unflushed     int       // frames written since the last flush
+	// conn is set under mu by the opener; r belongs to the run goroutine.
+	conn net.Conn
+	r    *frame.Reader
+
+	wmu           sync.Mutex
+	w             *frame.Writer
+	open          bool            // frames go to w; before, to queue
+	queue         []*frame.Buffer // frames written while opening, in order
+	queued        int             // bytes in queue
+	writeDeadline time.Time       // when the write deadline was last pushed out
+	unflushed     int             // frames written since the last flush
 
 	mu      sync.Mutex
 	closed  bool
+	aborted error // why the proxy closed it (its backend was marked down)
 	nextID  uint64
 	pending map[uint64]pendingReq
 }
+
+// Bounds of what waits for an upstream still opening: more is refused to
+// the request that brought it (retryable), never buffered without limit. A
+// single frame is always taken when nothing waits, whatever its size (it is
+// bounded by the frame limit).
+const (
+	maxOpeningQueueBytes  = 4 << 20
+	maxOpeningQueueFrames = 256
+)
 
 // pendingReq is a request in flight on an upstream: either the client's own
 // (answered with the client's id) or one part of a fan-out.
@@ -50,64 +71,115 @@ type pendingReq struct {
 // own reports whether the request is the client's own, counted against its limit.
 func (p *pendingReq) own() bool { return p.fan == nil && p.wait == nil }
 
-var errUpstreamClosed = errors.New("upstream connection closed")
+var (
+	errUpstreamClosed = errors.New("upstream connection closed")
+	errOpeningFull    = errors.New("backend connection still opening and its queue is full")
+	errMarkedDown     = errors.New("backend marked down by its health checks")
+)
 
-// dialUpstream connects to b and performs the handshake as this client:
+// newUpstream returns an upstream to b that has not started opening.
+func newUpstream(c *clientConn, b *router.Backend) *upstream {
+	return &upstream{c: c, backend: b, ready: make(chan struct{}), pending: make(map[uint64]pendingReq)}
+}
+
+// run opens the connection, then reads the backend until the connection
+// ends. It is the upstream's own goroutine, owned by the client.
+func (u *upstream) run() {
+	defer u.c.wg.Done()
+	defer u.c.recoverPeer("upstream " + u.backend.Name)
+	err := u.openConn()
+	close(u.ready)
+	if err != nil {
+		var re *rpcError
+		if !errors.As(err, &re) {
+			u.c.log().Warn("cannot open upstream", "backend", u.backend.Name, "error", err)
+		}
+		u.fail(err)
+		return
+	}
+	u.readLoop()
+}
+
+// openConn dials the backend and performs the handshake as this client:
 // connect with b's token (ping for servers that predate connect), then the
-// client's process-wide registrations. It runs on the client's reader
-// goroutine, bounded by the handshake timeout. A backend's JSON-RPC refusal
+// client's process-wide registrations, then the frames queued meanwhile.
+// Bounded by the dial and handshake timeouts. A backend's JSON-RPC refusal
 // is returned as *rpcError.
-func dialUpstream(c *clientConn, b *router.Backend) (*upstream, error) {
+func (u *upstream) openConn() error {
+	c := u.c
 	cfg := &c.srv.cfg
 	d := net.Dialer{Timeout: cfg.DialTimeout}
-	conn, err := d.Dial("tcp", b.Addr)
+	conn, err := d.Dial("tcp", u.backend.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", b.Addr, err)
+		return fmt.Errorf("dial %s: %w", u.backend.Addr, err)
 	}
-	u := &upstream{
-		c:       c,
-		backend: b,
-		conn:    conn,
-		r:       frame.NewReader(conn, conn, cfg.Limits),
-		w:       frame.NewWriter(conn),
-		pending: make(map[uint64]pendingReq),
+	u.mu.Lock()
+	if u.closed || u.aborted != nil {
+		aborted := u.aborted
+		u.mu.Unlock()
+		conn.Close()
+		if aborted != nil {
+			return aborted
+		}
+		return errUpstreamClosed
 	}
+	u.conn = conn
+	u.mu.Unlock()
+	u.r = frame.NewReader(conn, conn, cfg.Limits)
 	// Every backend frame is done with (written to the client, decoded or
 	// dropped) before the next is read: bodies can stay in the read buffer.
 	u.r.Lend()
+	u.wmu.Lock()
+	u.w = frame.NewWriter(conn)
+	u.wmu.Unlock()
 	_ = conn.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
-	result, err := u.call("connect", c.upstreamConnectParams(b.Token))
+	result, err := u.call("connect", c.upstreamConnectParams(u.backend.Token))
 	var re *rpcError
 	if errors.As(err, &re) && re.Code == -32601 {
 		result, err = u.call("ping", nil)
 	}
 	if err != nil {
-		conn.Close()
-		return nil, err
+		return err
 	}
 	c.srv.SetInfo(result)
-	c.mu.Lock()
-	regs := append([]registration(nil), c.regs...)
-	c.mu.Unlock()
-	for _, reg := range regs {
+	for _, reg := range c.registrations() {
 		if _, err := u.call(reg.method, reg.params); err != nil {
-			conn.Close()
-			return nil, err
+			return err
 		}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return u, nil
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	for i, b := range u.queue {
+		if err == nil {
+			u.armLocked()
+			err = u.w.Write(b.B)
+		}
+		b.Release()
+		u.queue[i] = nil
+	}
+	u.queue, u.queued = nil, 0
+	if err == nil {
+		err = u.flushLocked(true)
+	}
+	u.open = err == nil
+	return err
 }
 
 // call sends a request and waits for its answer, reading the connection
-// directly. Only for the handshake, before the reader goroutine starts.
+// directly. Only for the handshake, on the run goroutine before it reads.
 func (u *upstream) call(method string, params json.RawMessage) (json.RawMessage, error) {
+	u.mu.Lock()
 	u.nextID++
 	id := u.nextID
-	if err := u.w.Write(requestBody(id, method, params)); err != nil {
-		return nil, err
+	u.mu.Unlock()
+	u.wmu.Lock()
+	err := u.w.Write(requestBody(id, method, params))
+	if err == nil {
+		err = u.w.Flush()
 	}
-	if err := u.w.Flush(); err != nil {
+	u.wmu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	var m frame.Meta
@@ -149,17 +221,10 @@ func decodeResponse(body []byte) (json.RawMessage, *rpcError) {
 	return resp.Result, nil
 }
 
-// start runs the upstream's reader goroutine, owned by the client.
-func (u *upstream) start() {
-	u.c.wg.Add(1)
-	go u.readLoop()
-}
-
 // readLoop passes the backend's frames to the client: responses with the
 // client's id restored, server→client requests with an id unique on the
 // client connection, notifications untouched.
 func (u *upstream) readLoop() {
-	defer u.c.wg.Done()
 	c := u.c
 	var m frame.Meta
 	for {
@@ -243,26 +308,52 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 	return true
 }
 
-// forward writes a client request with a fresh upstream id and records p for
-// its answer. A write failure fails the upstream, which answers p.
+// forward writes a client request with a fresh upstream id and records p
+// for its answer. An error means the request was not sent and nothing
+// answers it; a write failure fails the upstream, which answers p.
 func (u *upstream) forward(body []byte, m *frame.Meta, p pendingReq) error {
+	var nb [20]byte
+	u.wmu.Lock()
+	if !u.open && !u.roomLocked(len(body)) {
+		u.wmu.Unlock()
+		return errOpeningFull
+	}
 	id, err := u.track(p)
 	if err != nil {
+		u.wmu.Unlock()
 		return err
 	}
-	var nb [20]byte
-	u.writeWithID(body, m.ID, strconv.AppendUint(nb[:0], id, 10))
+	err = u.writeLocked(body, m.ID, strconv.AppendUint(nb[:0], id, 10))
+	u.wmu.Unlock()
+	if err != nil {
+		u.fail(err)
+	}
 	return nil
 }
 
-// request writes a request the proxy builds itself (fan-out parts).
-func (u *upstream) request(method string, params json.RawMessage, p pendingReq) error {
+// request writes a request the proxy builds itself (fan-out parts, session
+// moves), with the same contract as forward.
+func (u *upstream) request(method string, params json.RawMessage, p pendingReq) (uint64, error) {
+	body := requestBody(0, method, params) // the id is set below
+	var m frame.Meta
+	_ = frame.Scan(body, &m)
+	var nb [20]byte
+	u.wmu.Lock()
+	if !u.open && !u.roomLocked(len(body)) {
+		u.wmu.Unlock()
+		return 0, errOpeningFull
+	}
 	id, err := u.track(p)
 	if err != nil {
-		return err
+		u.wmu.Unlock()
+		return 0, err
 	}
-	u.write(requestBody(id, method, params))
-	return nil
+	err = u.writeLocked(body, m.ID, strconv.AppendUint(nb[:0], id, 10))
+	u.wmu.Unlock()
+	if err != nil {
+		u.fail(err)
+	}
+	return id, nil
 }
 
 func (u *upstream) track(p pendingReq) (uint64, error) {
@@ -296,55 +387,125 @@ func (u *upstream) forget(id uint64) {
 	u.mu.Unlock()
 }
 
-// write and writeWithID buffer a frame; the client's reader flushes. Client reader goroutine only.
-func (u *upstream) write(body []byte) {
-	if err := u.w.Write(body); err != nil {
-		u.fail(err)
-		return
-	}
-	u.wrote()
+// write and writeWithID pass a frame that needs no tracking (notifications,
+// the client's answers to server requests). The caller flushes, or marks
+// the upstream dirty for the client's reader to flush. A frame that does
+// not fit the opening queue is dropped and reported as errOpeningFull; a
+// write failure fails the upstream.
+func (u *upstream) write(body []byte) error {
+	return u.writeWithID(body, frame.Span{}, nil)
 }
 
-func (u *upstream) writeWithID(body []byte, span frame.Span, id []byte) {
-	if err := u.w.WriteWithID(body, int(span.Start), int(span.End), id); err != nil {
-		u.fail(err)
-		return
+func (u *upstream) writeWithID(body []byte, span frame.Span, id []byte) error {
+	u.wmu.Lock()
+	if !u.open && !u.roomLocked(len(body)) {
+		u.wmu.Unlock()
+		return errOpeningFull
 	}
-	u.wrote()
+	err := u.writeLocked(body, span, id)
+	u.wmu.Unlock()
+	if err != nil {
+		u.fail(err)
+	}
+	return err
+}
+
+// roomLocked reports whether n more bytes fit the opening queue; wmu is held.
+func (u *upstream) roomLocked(n int) bool {
+	return len(u.queue) == 0 || len(u.queue) < maxOpeningQueueFrames && u.queued+n <= maxOpeningQueueBytes
+}
+
+// writeLocked writes body, its id replaced by id when id is set, to the
+// connection or, while it opens, to the queue; wmu is held.
+func (u *upstream) writeLocked(body []byte, span frame.Span, id []byte) error {
+	if !u.open {
+		var b *frame.Buffer
+		if id != nil {
+			b = frame.Get(len(body) - int(span.End-span.Start) + len(id))
+			n := copy(b.B, body[:span.Start])
+			n += copy(b.B[n:], id)
+			copy(b.B[n:], body[span.End:])
+		} else {
+			b = frame.Copy(body)
+		}
+		u.queue = append(u.queue, b)
+		u.queued += len(b.B)
+		return nil
+	}
+	u.armLocked()
+	var err error
+	if id != nil {
+		err = u.w.WriteWithID(body, int(span.Start), int(span.End), id)
+	} else {
+		err = u.w.Write(body)
+	}
+	if err != nil {
+		return err
+	}
+	u.unflushed++
+	if u.unflushed >= maxUnflushed {
+		return u.flushLocked(false)
+	}
+	return nil
 }
 
 // maxUnflushed bounds the frames buffered for a backend while a client
 // keeps its input full, so latency stays bounded under sustained load.
 const maxUnflushed = 64
 
-func (u *upstream) wrote() {
-	u.unflushed++
-	if u.unflushed >= maxUnflushed {
-		if err := u.flush(); err != nil {
-			u.fail(err)
-		}
-		return
-	}
-	u.c.markDirty(u)
+// flush sends what is buffered. Any writer may call it.
+func (u *upstream) flush() error {
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	return u.flushLocked(false)
 }
 
-func (u *upstream) flush() error {
+// flushLocked sends what is buffered once the connection is open (the
+// opener sends the queue itself, force); wmu is held.
+func (u *upstream) flushLocked(force bool) error {
 	u.unflushed = 0
-	if u.w.Buffered() == 0 {
+	if !u.open && !force || u.w.Buffered() == 0 {
 		return nil
 	}
+	u.armLocked()
+	return u.w.Flush()
+}
+
+// armLocked pushes the write deadline out when half of it is spent: every
+// write and flush runs under a deadline at most half stale, whatever the
+// frame's size (a frame larger than the buffer is written inside Write);
+// wmu is held.
+func (u *upstream) armLocked() {
 	timeout := u.c.srv.cfg.WriteTimeout
 	if now := time.Now(); now.Sub(u.writeDeadline) > timeout/2 {
 		_ = u.conn.SetWriteDeadline(now.Add(timeout))
 		u.writeDeadline = now
 	}
-	return u.w.Flush()
+}
+
+// abort closes the upstream because its backend was marked down. It only
+// closes the socket, so it never waits on anyone: the upstream's own
+// goroutine then fails it (answering what was pending there) for its client.
+func (u *upstream) abort(reason error) {
+	u.mu.Lock()
+	if u.closed || u.aborted != nil {
+		u.mu.Unlock()
+		return
+	}
+	u.aborted = reason
+	conn := u.conn
+	u.mu.Unlock()
+	if conn != nil {
+		conn.Close()
+	}
 }
 
 // fail ends the upstream after an error: every request pending on it is
-// answered with a retryable error naming the backend, the client forgets
-// it, and the backend's health hears of it. The client's connection stays
-// open for its other sessions. Safe to call more than once.
+// answered with a retryable error naming the backend (or the backend's own
+// refusal of the handshake), the client forgets it, and the health checker
+// is asked to probe the backend, which alone decides whether it is down.
+// The client's connection stays open for its other sessions, and no other
+// client is touched. Safe to call more than once, from any goroutine.
 func (u *upstream) fail(err error) {
 	u.mu.Lock()
 	if u.closed {
@@ -352,18 +513,38 @@ func (u *upstream) fail(err error) {
 		return
 	}
 	u.closed = true
+	if u.aborted != nil {
+		err = u.aborted
+	}
+	aborted := u.aborted != nil
 	pending := u.pending
 	u.pending = nil
+	conn := u.conn
 	u.mu.Unlock()
-	u.conn.Close()
+	if conn != nil {
+		conn.Close()
+	}
+	u.wmu.Lock()
+	for _, b := range u.queue {
+		b.Release()
+	}
+	u.queue, u.queued = nil, 0
+	u.wmu.Unlock()
 	c := u.c
 	c.dropUpstream(u)
 	if c.closing() {
 		return
 	}
-	c.log().Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
-	c.srv.reportFailure(u.backend, err)
 	lost := proxyError(codeBackendUnavailable, "backend connection lost", errorData{Retryable: true, Backend: u.backend.Name})
+	var refused *rpcError
+	if errors.As(err, &refused) {
+		lost = refused // the backend refused the handshake: its own answer
+	} else {
+		c.log().Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
+		if !aborted {
+			c.srv.suspect(u.backend, err)
+		}
+	}
 	unstarted := map[*session]bool{}
 	for _, p := range pending {
 		if p.turn != nil {
@@ -389,8 +570,11 @@ func (u *upstream) fail(err error) {
 func (u *upstream) close() {
 	u.mu.Lock()
 	u.closed = true
+	conn := u.conn
 	u.mu.Unlock()
-	u.conn.Close()
+	if conn != nil {
+		conn.Close()
+	}
 }
 
 // upstreamConnectParams is the client's connect params with the backend's
