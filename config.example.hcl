@@ -3,9 +3,14 @@
 # Every setting is optional; one left out keeps the default shown here.
 # Durations are strings with a unit: "250ms", "30s", "1m30s".
 # Sizes are in bytes. Command-line flags (--listen, --backend, --log-level,
-# --spawn) override this file. Load it with `rpcproxy serve --config <file>`.
-# SIGHUP re-reads the file and applies its backend blocks (added ones join,
-# removed or `drain = true` ones are drained); other settings need a restart.
+# --spawn, --join, --gossip-bind) override this file. Load it with
+# `rpcproxy serve --config <file>`. A bad value is reported at its file:line.
+# SIGHUP re-reads the file: backend blocks are applied (added ones join, a
+# changed token or weight is updated in place, removed or `drain = true` ones
+# are drained, and removed ones forgotten once they hold no session) and so
+# is log_level; every other changed setting is logged as needing a restart.
+# With --backend flags, the flags still pick the backends: a reload applies
+# only the token, weight and drain of the blocks for the addresses they name.
 
 # TCP address SDK clients connect to, host:port. An empty host listens on all
 # interfaces. Default ":4321".
@@ -116,17 +121,19 @@ ring {
 # replaces this whole list (a listed address keeps the token set here).
 backend "127.0.0.1:4322" {
   # This backend's COPILOT_CONNECTION_TOKEN, sent in the upstream `connect`
-  # only when set. Default "".
+  # only when set. A change applies at SIGHUP to the health checks and to
+  # the connections opened after it (open ones stay). Default "".
   token = ""
 
   # Relative capacity: the backend owns about `weight` shares of the ring.
-  # 1 to 100. Default 1.
+  # A change applies at SIGHUP (sessions whose key moves follow at their
+  # next turn boundary). 1 to 100. Default 1.
   weight = 1
 
   # Draining: no new sessions; its sessions move at their next turn
   # boundary. Edit and send SIGHUP to rpcproxy to apply without a restart
-  # (a backend block removed from the file is drained the same way).
-  # Default false.
+  # (a backend block removed from the file is drained the same way, then
+  # forgotten once it holds no session). Default false.
   drain = false
 }
 
@@ -221,7 +228,10 @@ gossip {
 }
 
 # Agent: `rpcproxy agent`, run beside one headless CLI server, announces it to
-# the gossip cluster with its health; `rpcproxy serve` ignores this block.
+# the gossip cluster with its health; `rpcproxy serve` ignores this block (and
+# does not check it). The agent applies nothing at SIGHUP: it logs each
+# changed setting as needing a restart. Flags --cli, --advertise, --name and
+# --drain-timeout override it.
 agent {
   # Address of the local CLI server the agent checks. Default "127.0.0.1:4321".
   cli = "127.0.0.1:4321"
@@ -244,6 +254,7 @@ agent {
 
   # After SIGTERM the agent announces itself draining (no new sessions; its
   # sessions move at their next turn boundary) for up to this long, then
-  # leaves the cluster. Default "10s".
+  # leaves the cluster; a second SIGTERM leaves at once. Must be >= 0.
+  # Default "10s".
   drain_timeout = "10s"
 }

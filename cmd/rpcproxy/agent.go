@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
+	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,52 +20,113 @@ import (
 
 // agent runs beside one headless CLI server: it joins the gossip cluster as
 // a backend, checks its CLI and publishes the result in its metadata, and
-// on SIGTERM drains then leaves.
+// on SIGTERM drains then leaves (at once on a second SIGTERM).
 func agent(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "HCL configuration file (flags override it)")
-	cli := fs.String("cli", "", `address of the local headless CLI server (default "127.0.0.1:4321")`)
-	advertise := fs.String("advertise", "", "address proxies dial for this CLI server (default the --cli address)")
-	bind := fs.String("bind", "", `gossip address (default "`+config.DefaultGossipBind+`", loopback only)`)
-	name := fs.String("name", "", "node name in the cluster (default agent-<advertised address>)")
-	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
-	drain := fs.Duration("drain-timeout", -1, "time spent draining after SIGTERM before leaving (default 10s)")
-	var join listFlag
-	fs.Var(&join, "join", "address of a cluster member to join (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("agent: unexpected argument %q", fs.Arg(0))
-	}
-	o := config.Overrides{LogLevel: *logLevel, GossipBind: *bind}
-	if join.set {
-		o.Join = join.values
-	}
-	cfg, err := loadConfig(*configPath, o)
+	path, o, err := parseAgentFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	if *cli != "" {
-		cfg.Agent.CLI = *cli
+	cfg, err := loadConfig(path, o)
+	if err != nil {
+		return err
 	}
-	if *advertise != "" {
-		cfg.Agent.Advertise = *advertise
-	}
-	if *name != "" {
-		cfg.Agent.Name = *name
-	}
-	if *drain >= 0 {
-		cfg.Agent.DrainTimeout = *drain
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateAgent(); err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return runAgent(ctx, cfg, log)
+	sigs := watchSignals()
+	defer sigs.Close()
+	return runAgent(agentControl{
+		stopping: sigs.stopping,
+		now:      sigs.now,
+		hangups:  sigs.hangups,
+		onHangup: func() { agentHangup(path, o, cfg, log) },
+	}, cfg, log)
+}
+
+func parseAgentFlags(args []string, stderr io.Writer) (string, config.Overrides, error) {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "HCL configuration `file` (flags override it)")
+	cli := fs.String("cli", "", `address of the local headless CLI server (default "127.0.0.1:4321")`)
+	advertise := fs.String("advertise", "", "address proxies dial for this CLI server (default the --cli address)")
+	bind := gossipBindFlags(fs, `gossip address (default "`+config.DefaultGossipBind+`", loopback only)`)
+	name := fs.String("name", "", "node name in the cluster (default agent-<advertised address>)")
+	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
+	var drain durationFlag
+	fs.Var(&drain, "drain-timeout", "after SIGTERM, drain for this `duration` before leaving; a second SIGTERM leaves at once (default 10s)")
+	var join listFlag
+	fs.Var(&join, "join", "`host:port` of a cluster member to join (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return "", config.Overrides{}, err
+	}
+	if fs.NArg() > 0 {
+		return "", config.Overrides{}, fmt.Errorf("agent: unexpected argument %q", fs.Arg(0))
+	}
+	if err := checkGossipBind(fs); err != nil {
+		return "", config.Overrides{}, fmt.Errorf("agent: %w", err)
+	}
+	o := config.Overrides{LogLevel: *logLevel, GossipBind: *bind,
+		AgentCLI: *cli, AgentAdvertise: *advertise, AgentName: *name}
+	if join.set {
+		o.Join = join.values
+	}
+	if drain.set {
+		o.AgentDrainTimeout = &drain.value
+	}
+	return *configPath, o, nil
+}
+
+// agentHangup answers SIGHUP: the agent applies nothing at run time, so it
+// names what changed in its file as needing a restart.
+func agentHangup(path string, o config.Overrides, running *config.Config, log hclog.Logger) {
+	if path == "" {
+		log.Info("SIGHUP: nothing to reload (started without --config); a changed flag needs a restart")
+		return
+	}
+	next, err := loadConfig(path, o)
+	if err == nil {
+		err = next.ValidateAgent()
+	}
+	if err != nil {
+		log.Warn("SIGHUP: configuration does not load; the running one is kept", "error", err)
+		return
+	}
+	changed := 0
+	for _, name := range config.Changed(running, next) {
+		if agentUses(name) {
+			log.Warn("changed setting needs a restart; the running value is kept", "setting", name)
+			changed++
+		}
+	}
+	log.Info("SIGHUP: the agent applies no setting without a restart", "changed", changed)
+}
+
+// agentUses reports whether the agent runs with a setting: its block, gossip,
+// health checks and logging.
+func agentUses(name string) bool {
+	for _, prefix := range []string{"agent.", "gossip.", "health.", "log_"} {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// agentControl is what ends or pokes a running agent: stopping starts its
+// drain, now cuts the drain short, and onHangup (if set) answers each value
+// on hangups.
+type agentControl struct {
+	stopping context.Context
+	now      context.Context
+	hangups  <-chan struct{}
+	onHangup func()
+}
+
+func (c agentControl) hangup() {
+	if c.onHangup != nil {
+		c.onHangup()
+	}
 }
 
 // agentMeta is the agent's metadata, changed by its CLI checks and its drain.
@@ -89,7 +148,7 @@ func (a *agentMeta) update(change func(*membership.Meta)) {
 	}
 }
 
-func runAgent(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
+func runAgent(ctl agentControl, cfg *config.Config, log hclog.Logger) error {
 	addr := cfg.Agent.Advertise
 	if addr == "" {
 		addr = cfg.Agent.CLI
@@ -98,7 +157,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	if name == "" {
 		name = "agent-" + addr
 	}
-	addr, err := advertisedCLI(ctx, addr)
+	addr, err := advertisedCLI(ctl.stopping, addr)
 	if err != nil {
 		return err
 	}
@@ -134,7 +193,7 @@ func runAgent(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	node, err := membership.Join(ctx, mc)
+	node, err := membership.Join(ctl.stopping, mc)
 	if err != nil {
 		return err
 	}
@@ -147,12 +206,31 @@ func runAgent(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	}
 	log.Info("agent joined gossip cluster", "node", node.Name(), "gossip", node.Addr(), "cli", cfg.Agent.CLI, "advertise", addr)
 
-	<-ctx.Done()
+	for ctl.stopping.Err() == nil {
+		select {
+		case <-ctl.stopping.Done():
+		case <-ctl.hangups:
+			ctl.hangup()
+		}
+	}
 	// SIGTERM: announce draining so proxies send no new sessions and move
 	// the existing ones at their next turn boundary, then leave.
 	log.Info("draining", "timeout", cfg.Agent.DrainTimeout)
 	am.update(func(m *membership.Meta) { m.Draining = true })
-	time.Sleep(cfg.Agent.DrainTimeout)
+	drained := time.NewTimer(cfg.Agent.DrainTimeout)
+	defer drained.Stop()
+drain:
+	for {
+		select {
+		case <-drained.C:
+			break drain
+		case <-ctl.now.Done():
+			log.Info("second signal while draining: leaving now")
+			break drain
+		case <-ctl.hangups:
+			ctl.hangup()
+		}
+	}
 	am.mu.Lock()
 	am.node = nil
 	am.mu.Unlock()

@@ -28,9 +28,11 @@ func TestMain(m *testing.M) {
 
 // process is an rpcproxy child with its log captured.
 type process struct {
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	log bytes.Buffer
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the child exited; then err is its Wait result
+	err    error
+	mu     sync.Mutex
+	log    bytes.Buffer
 }
 
 func (p *process) Write(b []byte) (int, error) {
@@ -47,27 +49,36 @@ func (p *process) logs() string {
 
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(os.Args[0], args...)}
+	p := &process{cmd: exec.Command(os.Args[0], args...), exited: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), "RPCPROXY_TEST_AS_MAIN=1")
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { p.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-p.exited:
 		case <-time.After(10 * time.Second):
 			p.cmd.Process.Kill()
-			<-done
+			<-p.exited
 		}
 		if t.Failed() {
 			t.Logf("log of %v:\n%s", args[:1], p.logs())
 		}
 	})
 	return p
+}
+
+// running fails the test if the child has exited.
+func (p *process) running(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+		t.Fatalf("process exited: %v", p.err)
+	default:
+	}
 }
 
 func (p *process) waitLog(t *testing.T, substr string, count int) {

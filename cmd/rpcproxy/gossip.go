@@ -145,7 +145,7 @@ func (g *gossipPool) BackendsChanged(backends []membership.Backend) {
 				g.log.Info("backend joined", "backend", b.Addr, "node", b.Name)
 			}
 		}
-		_ = g.checker.SetDraining(b.Addr, b.Draining)
+		_ = g.checker.SetAgentDraining(b.Addr, b.Draining)
 		_ = g.checker.SetAgentHealthy(b.Addr, b.Healthy)
 	}
 	for addr := range g.added {

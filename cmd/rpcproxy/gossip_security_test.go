@@ -151,7 +151,7 @@ func TestGossipNonLoopbackWithoutKeysRefused(t *testing.T) {
 	cfg.Agent.CLI = cli.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := runAgent(ctx, cfg, nullLogger()); !errors.Is(err, membership.ErrUnauthenticated) {
+	if err := runAgent(agentControl{stopping: ctx, now: context.Background()}, cfg, nullLogger()); !errors.Is(err, membership.ErrUnauthenticated) {
 		t.Fatalf("runAgent = %v, want ErrUnauthenticated", err)
 	}
 }
@@ -236,7 +236,7 @@ func TestGossipAgentAdvertisingHostNameIsAdmitted(t *testing.T) {
 	cfg.Agent.Advertise = "localhost:" + port
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runAgent(ctx, cfg, nullLogger()) }()
+	go func() { done <- runAgent(agentControl{stopping: ctx, now: context.Background()}, cfg, nullLogger()) }()
 	t.Cleanup(func() { cancel(); <-done })
 	waitFor(t, "agent advertising localhost routable", func() bool { return ringHas(p.table.Ring(), cli.Addr()) })
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +72,9 @@ func startTestAgent(t *testing.T, join []string, keys []string) (cli *fakecli.Se
 	cfg.Agent.CLI = cli.Addr()
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan error, 1)
-	go func() { done <- runAgent(ctx, cfg, hclog.NewNullLogger()) }()
+	go func() {
+		done <- runAgent(agentControl{stopping: ctx, now: context.Background()}, cfg, hclog.NewNullLogger())
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -205,7 +209,7 @@ func TestGossipEncryptionMismatchRefused(t *testing.T) {
 	cfg.Agent.CLI = cli.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := runAgent(ctx, cfg, hclog.NewNullLogger()); err == nil {
+	if err := runAgent(agentControl{stopping: ctx, now: context.Background()}, cfg, hclog.NewNullLogger()); err == nil {
 		t.Fatal("an agent with the wrong key joined")
 	}
 	if p.table.Ring().Len() != 0 {
@@ -217,4 +221,38 @@ func TestGossipEncryptionMismatchRefused(t *testing.T) {
 	}
 	startTestAgentWithKeys()
 	waitFor(t, "right-key agent routable", func() bool { return p.table.Ring().Len() == 1 })
+}
+
+// A drain announced by an agent is logged by=agent, not as the operator's.
+func TestGossipDrainLoggedByAgent(t *testing.T) {
+	var out lockedLog
+	table := router.NewTable(router.RingConfig{})
+	checker := health.New(health.Config{Interval: time.Hour, Logger: hclog.New(&hclog.LoggerOptions{Output: &out})}, table)
+	t.Cleanup(checker.Close)
+	pool := &gossipPool{checker: checker, log: nullLogger(), added: map[string]bool{}}
+	b := membership.Backend{Name: "agent-a", Addr: "127.0.0.1:1", Weight: 1, Healthy: true}
+	pool.BackendsChanged([]membership.Backend{b})
+	b.Draining = true
+	pool.BackendsChanged([]membership.Backend{b})
+	if want := "backend=127.0.0.1:1 from=up to=draining by=agent"; !strings.Contains(out.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, out.String())
+	}
+}
+
+// lockedLog is a log output safe for concurrent writers.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

@@ -2,7 +2,9 @@
 // headless Copilot CLI servers.
 //
 //	rpcproxy serve [--config FILE] [--listen ADDR] [--backend ADDR]... [--spawn N] [--join ADDR]... [--gossip-bind ADDR] [--log-level LEVEL]
-//	rpcproxy agent [--config FILE] --cli ADDR [--advertise ADDR] [--bind ADDR] [--join ADDR]... [--name NAME]
+//	rpcproxy agent [--config FILE] [--cli ADDR] [--advertise ADDR] [--gossip-bind ADDR] [--join ADDR]... [--name NAME] [--drain-timeout D] [--log-level LEVEL]
+//
+// --bind is an alias of --gossip-bind in both commands.
 package main
 
 import (
@@ -11,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
 
 const usage = `rpcproxy: a session-aware proxy in front of headless Copilot CLI servers
@@ -21,7 +25,7 @@ Usage:
   rpcproxy agent [flags]   announce the CLI server beside it to the gossip cluster
   rpcproxy version         print the version
 
-Run "rpcproxy serve -h" for the flags.
+Run "rpcproxy serve -h" or "rpcproxy agent -h" for their flags.
 `
 
 func main() {
@@ -70,5 +74,74 @@ func (l *listFlag) String() string { return strings.Join(l.values, ",") }
 func (l *listFlag) Set(v string) error {
 	l.values = append(l.values, v)
 	l.set = true
+	return nil
+}
+
+// intFlag is an int flag that knows whether it was given, so that "not
+// given" needs no sentinel default (which -h would print as the default).
+type intFlag struct {
+	value int
+	set   bool
+}
+
+func (f *intFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return strconv.Itoa(f.value)
+}
+
+func (f *intFlag) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return errors.New("not a whole number")
+	}
+	f.value, f.set = n, true
+	return nil
+}
+
+// durationFlag is intFlag for a duration.
+type durationFlag struct {
+	value time.Duration
+	set   bool
+}
+
+func (f *durationFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return f.value.String()
+}
+
+func (f *durationFlag) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New(`not a duration such as "30s" or "2m"`)
+	}
+	f.value, f.set = d, true
+	return nil
+}
+
+// gossipBindFlags defines --gossip-bind and its alias --bind on fs, both
+// stored in the string returned; checkGossipBind refuses the two together.
+func gossipBindFlags(fs *flag.FlagSet, usage string) *string {
+	bind := new(string)
+	fs.StringVar(bind, "gossip-bind", "", usage)
+	fs.StringVar(bind, "bind", "", "alias of --gossip-bind")
+	return bind
+}
+
+// checkGossipBind refuses --gossip-bind and --bind given together: one would
+// silently win.
+func checkGossipBind(fs *flag.FlagSet) error {
+	given := 0
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "gossip-bind" || f.Name == "bind" {
+			given++
+		}
+	})
+	if given > 1 {
+		return errors.New("--bind is an alias of --gossip-bind: give one of them")
+	}
 	return nil
 }

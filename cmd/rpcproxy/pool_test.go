@@ -85,12 +85,10 @@ func TestServeSpawnRemovesPrivateHomeOnSIGTERM(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("serve exited with %v", err)
+	case <-p.exited:
+		if p.err != nil {
+			t.Fatalf("serve exited with %v", p.err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not exit within 15s of SIGTERM")
@@ -128,7 +126,7 @@ func TestServeSpawnHomeOnCancel(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
-			go func() { done <- runProxy(ctx, cfg, log, nil) }()
+			go func() { done <- runProxy(ctx, cfg, log, nil, configSource{}) }()
 			waitFor(t, "rpcproxy listening", func() bool { return strings.Contains(logs(), "rpcproxy listening") })
 
 			c := sdkClient(t, cfg.Listen)

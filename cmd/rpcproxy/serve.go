@@ -11,9 +11,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
+	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -53,21 +52,53 @@ func newLogger(cfg *config.Config, w io.Writer) hclog.Logger {
 }
 
 func serve(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "HCL configuration file (flags override it)")
-	listen := fs.String("listen", "", `address SDK clients connect to (default ":4321")`)
-	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
-	spawn := fs.Int("spawn", -1, "start N headless CLI servers as a managed local pool")
-	gossipBind := fs.String("gossip-bind", "", `join gossip on this address (default "`+config.DefaultGossipBind+`" when --join is given)`)
-	var backends, join listFlag
-	fs.Var(&backends, "backend", "a static backend host:port (repeatable; replaces the file's backends)")
-	fs.Var(&join, "join", "address of a gossip cluster member to join (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	src, err := parseServeFlags(args, stderr)
+	if err != nil {
 		return err
 	}
+	cfg, err := src.load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	sigs := watchSignals()
+	defer sigs.Close()
+	return runProxy(sigs.stopping, cfg, log, sigs.hangups, src)
+}
+
+// configSource is where serve's configuration comes from: the file given
+// with --config (if any) and the command line's flags over it. SIGHUP loads
+// it again.
+type configSource struct {
+	path      string
+	overrides config.Overrides
+}
+
+func (c configSource) load() (*config.Config, error) { return loadConfig(c.path, c.overrides) }
+
+// backendsFromFlags: --backend replaces the file's backend blocks.
+func (c configSource) backendsFromFlags() bool { return c.overrides.Backends != nil }
+
+func parseServeFlags(args []string, stderr io.Writer) (configSource, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "HCL configuration `file` (flags override it; SIGHUP re-reads it)")
+	listen := fs.String("listen", "", `address SDK clients connect to (default ":4321")`)
+	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
+	var spawn intFlag
+	fs.Var(&spawn, "spawn", "start `N` headless CLI servers as a managed local pool (default 0: none)")
+	gossipBind := gossipBindFlags(fs, `join gossip on this address (default "`+config.DefaultGossipBind+`" when --join is given)`)
+	var backends, join listFlag
+	fs.Var(&backends, "backend", "a static backend `host:port` (repeatable; replaces the file's backends)")
+	fs.Var(&join, "join", "`host:port` of a gossip cluster member to join (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return configSource{}, err
+	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return configSource{}, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if err := checkGossipBind(fs); err != nil {
+		return configSource{}, fmt.Errorf("serve: %w", err)
 	}
 	o := config.Overrides{Listen: *listen, LogLevel: *logLevel, GossipBind: *gossipBind}
 	if join.set {
@@ -76,27 +107,15 @@ func serve(args []string, stderr io.Writer) error {
 	if backends.set {
 		o.Backends = backends.values
 	}
-	if *spawn >= 0 {
-		o.Spawn = spawn
+	if spawn.set {
+		o.Spawn = &spawn.value
 	}
-	cfg, err := loadConfig(*configPath, o)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg, stderr)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var reload func() (*config.Config, error)
-	if *configPath != "" {
-		reload = func() (*config.Config, error) { return loadConfig(*configPath, o) }
-	}
-	return runProxy(ctx, cfg, log, reload)
+	return configSource{path: *configPath, overrides: o}, nil
 }
 
 // runProxy runs the proxy until ctx ends, then shuts everything down in
-// order. reload, if set, re-reads the configuration on SIGHUP.
-func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload func() (*config.Config, error)) error {
+// order. Each value on hangups (SIGHUP) reloads src.
+func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups <-chan struct{}, src configSource) error {
 	if len(cfg.Backends) == 0 && cfg.Pool.Spawn == 0 && !cfg.Gossip.Enabled() {
 		return errors.New("no backends: give --backend ADDR, --spawn N, --join ADDR, or a config file with backend blocks, pool { spawn = N } or gossip")
 	}
@@ -109,14 +128,22 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		Replication: cfg.Ring.Replication,
 		Load:        cfg.Ring.Load,
 	})
-	var srv *proxy.Server
+	var (
+		srv    *proxy.Server
+		static *staticBackends
+	)
 	checker := health.New(health.Config{
 		Interval: cfg.Health.Interval,
 		Timeout:  cfg.Health.Timeout,
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
-		Logger:   log.Named("health"),
+		OnChange: func(name string, _, to health.State) {
+			if to == health.StateDraining {
+				srv.BackendDraining(name) // logs only
+			}
+		},
+		Logger: log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
@@ -135,16 +162,26 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		MaxSessions:         cfg.Limits.MaxSessionsPerClient,
 		MaxSessionParams:    cfg.Limits.MaxSessionParamsBytes,
 		ClientIdleTimeout:   cfg.Limits.ClientIdleTimeout,
+		OnEmpty:             func(string) { static.emptied() },
 		Logger:              log.Named("proxy"),
 	}, table, checker)
 
-	static := newStaticBackends(checker, log)
+	static = newStaticBackends(checker, srv.SessionCount, log)
+	if src.path != "" && src.backendsFromFlags() {
+		log.Info(flagBackendsNote)
+	}
 	if err := static.apply(cfg.Backends); err != nil {
 		return err
 	}
-	if reload != nil {
-		go static.reloadOnHangup(ctx, reload)
-	}
+	rl := &reloader{static: static, started: cfg, src: src, log: log}
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	reloading := make(chan struct{})
+	go func() {
+		defer close(reloading)
+		rl.run(reloadCtx, hangups)
+	}()
+	// Before the checker closes: a reload in progress finishes first.
+	defer func() { stopReloads(); <-reloading }()
 
 	if cfg.Pool.Spawn > 0 {
 		pool, token, removeHome, err := startPool(ctx, cfg, log)
@@ -258,69 +295,152 @@ func followPool(pool *localpool.Pool, slots []string, token string, checker *hea
 	}
 }
 
+// flagBackendsNote says what a reload applies when --backend and --config
+// are given together.
+const flagBackendsNote = "--backend flags replace the file's backend blocks: a reload (SIGHUP) applies the file's token, weight and drain to the backends the flags name, and adds or removes none"
+
 // staticBackends keeps the checker in step with the configuration's backend
-// blocks across reloads.
+// blocks across reloads. A backend removed from the configuration is
+// drained, then forgotten once it holds no session.
 type staticBackends struct {
-	checker *health.Checker
-	log     hclog.Logger
+	checker  *health.Checker
+	sessions func(backend string) int // sessions placed on a backend
+	log      hclog.Logger
+	// kick wakes run when a backend's session count dropped to zero.
+	kick chan struct{}
+
 	mu      sync.Mutex
-	current map[string]config.Backend
+	current map[string]config.Backend // every static backend the checker holds
+	removed map[string]bool           // of those, the ones draining before they are forgotten
 }
 
-func newStaticBackends(checker *health.Checker, log hclog.Logger) *staticBackends {
-	return &staticBackends{checker: checker, log: log, current: map[string]config.Backend{}}
+func newStaticBackends(checker *health.Checker, sessions func(string) int, log hclog.Logger) *staticBackends {
+	return &staticBackends{checker: checker, sessions: sessions, log: log, kick: make(chan struct{}, 1),
+		current: map[string]config.Backend{}, removed: map[string]bool{}}
 }
 
-// apply adds new backends and sets each one's draining flag; a backend no
-// longer configured is drained (its sessions move at their next turn
-// boundary) rather than cut off.
+// emptied is told that a backend holds no session any more; it never blocks.
+func (s *staticBackends) emptied() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// apply adds new backends, updates the token and weight of known ones, and
+// sets each one's draining flag; a backend no longer configured is drained
+// (its sessions move at their next turn boundary) rather than cut off, and
+// forgotten once it holds no session.
 func (s *staticBackends) apply(backends []config.Backend) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := make(map[string]config.Backend, len(backends))
+	next := make(map[string]bool, len(backends))
 	for _, b := range backends {
-		next[b.Address] = b
-		if _, ok := s.current[b.Address]; !ok {
-			if err := s.checker.Add(&router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token, Weight: b.Weight}); err != nil {
+		next[b.Address] = true
+		rb := &router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token, Weight: b.Weight}
+		old, known := s.current[b.Address]
+		switch {
+		case !known:
+			if err := s.checker.Add(rb); err != nil {
 				return err
 			}
+		case old.Token != b.Token || old.Weight != b.Weight:
+			if err := s.checker.Update(rb); err != nil {
+				return err
+			}
+			// Never the token itself: only that it changed.
+			s.log.Info("backend updated", "backend", b.Address, "weight", b.Weight, "token_changed", old.Token != b.Token)
 		}
+		if s.removed[b.Address] {
+			s.log.Info("backend back in the configuration", "backend", b.Address)
+			delete(s.removed, b.Address)
+		}
+		s.current[b.Address] = b
 		if err := s.checker.SetDraining(b.Address, b.Drain); err != nil {
 			return err
 		}
 	}
 	for addr := range s.current {
-		if _, ok := next[addr]; !ok {
+		if !next[addr] && !s.removed[addr] {
 			s.log.Info("backend removed from the configuration: draining it", "backend", addr)
+			s.removed[addr] = true
 			_ = s.checker.SetDraining(addr, true)
-			next[addr] = config.Backend{Address: addr, Drain: true}
 		}
 	}
-	s.current = next
+	s.forgetDrainedLocked()
 	return nil
 }
 
-// reloadOnHangup re-reads the configuration on every SIGHUP until ctx ends.
-// A file that does not load or validate is logged and changes nothing.
-func (s *staticBackends) reloadOnHangup(ctx context.Context, reload func() (*config.Config, error)) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// forgetDrainedLocked stops checking every removed backend that holds no
+// session; s.mu is held.
+func (s *staticBackends) forgetDrainedLocked() {
+	for addr := range s.removed {
+		if s.sessions(addr) > 0 {
+			continue
+		}
+		s.log.Info("backend removed from the configuration holds no sessions: forgotten", "backend", addr)
+		s.checker.Remove(addr)
+		delete(s.removed, addr)
+		delete(s.current, addr)
+	}
+}
+
+// reloader applies the configuration again on SIGHUP: the backend blocks
+// and log_level take effect; every other changed setting is named in a log
+// line as needing a restart.
+type reloader struct {
+	static  *staticBackends
+	started *config.Config // what the process runs with
+	src     configSource
+	log     hclog.Logger
+}
+
+// run reloads on every value of hangups and forgets drained backends when
+// kicked, until ctx ends. It is the one goroutine that changes the static
+// backends after start-up.
+func (r *reloader) run(ctx context.Context, hangups <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case <-hangups:
+			r.reload()
+		case <-r.static.kick:
+			r.static.mu.Lock()
+			r.static.forgetDrainedLocked()
+			r.static.mu.Unlock()
 		}
-		cfg, err := reload()
-		if err != nil {
-			s.log.Warn("configuration reload failed; keeping the running one", "error", err)
-			continue
-		}
-		if err := s.apply(cfg.Backends); err != nil {
-			s.log.Warn("configuration reload: backends", "error", err)
-			continue
-		}
-		s.log.Info("configuration reloaded", "backends", len(cfg.Backends))
 	}
+}
+
+// reload loads the configuration again. A file that does not load or
+// validate is logged and changes nothing.
+func (r *reloader) reload() {
+	if r.src.path == "" {
+		r.log.Info("SIGHUP: nothing to reload (started without --config); a changed flag needs a restart")
+		return
+	}
+	next, err := r.src.load()
+	if err != nil {
+		r.log.Warn("configuration reload failed; keeping the running one", "error", err)
+		return
+	}
+	if err := r.static.apply(next.Backends); err != nil {
+		r.log.Warn("configuration reload: backends", "error", err)
+		return
+	}
+	if level := hclog.LevelFromString(next.LogLevel); level != r.log.GetLevel() {
+		r.log.SetLevel(level)
+		r.log.Info("log level changed", "level", next.LogLevel)
+	}
+	for _, name := range config.Changed(r.started, next) {
+		if name == "log_level" || strings.HasPrefix(name, "agent.") { // applied; ignored by serve
+			continue
+		}
+		r.log.Warn("changed setting needs a restart; the running value is kept", "setting", name)
+	}
+	if r.src.backendsFromFlags() {
+		r.log.Info(flagBackendsNote)
+	}
+	r.log.Info("configuration reloaded", "backends", len(next.Backends))
 }

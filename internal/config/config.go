@@ -100,8 +100,13 @@ type Config struct {
 	Gossip Gossip
 
 	// Agent configures `rpcproxy agent`, which runs beside one CLI server
-	// and announces it to the cluster. `rpcproxy serve` ignores it.
+	// and announces it to the cluster. `rpcproxy serve` ignores it: Validate
+	// does not check it, ValidateAgent does.
 	Agent Agent
+
+	// src is where the file set each setting (nil without a file), so that
+	// Validate names the file and line of a bad value.
+	src sources
 }
 
 // Limits bound the resources clients can make the proxy hold: per connection,
@@ -208,17 +213,20 @@ type Backend struct {
 	Address string
 
 	// Token is the backend's COPILOT_CONNECTION_TOKEN, sent in the upstream
-	// `connect` only when non-empty. Never log it. Default "".
+	// `connect` only when non-empty; a change applies at SIGHUP to checks
+	// and new connections. Never log it. Default "".
 	Token string
 
 	// Weight is the backend's relative capacity: it owns about Weight
 	// shares of the ring (a backend of weight 2 gets about twice the
-	// sessions of one of weight 1). 1 to 100. Default 1.
+	// sessions of one of weight 1); a change applies at SIGHUP. 1 to 100.
+	// Default 1.
 	Weight int
 
 	// Drain marks the backend draining: it takes no new sessions and its
 	// sessions move at their next turn boundary. Change it and send SIGHUP
-	// to drain a server without a restart. Default false.
+	// to drain a server without a restart (a block removed from the file is
+	// drained too, then forgotten once it holds no session). Default false.
 	Drain bool
 }
 

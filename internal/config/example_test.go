@@ -24,8 +24,12 @@ func TestExampleFile(t *testing.T) {
 	if err := got.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
+	if err := got.ValidateAgent(); err != nil {
+		t.Fatalf("ValidateAgent: %v", err)
+	}
 	want := Default()
 	want.Backends = []Backend{{Address: "127.0.0.1:4322", Weight: 1}}
+	got.src = nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("example file differs from the defaults\n got: %+v\nwant: %+v", got, want)
 	}

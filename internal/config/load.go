@@ -82,6 +82,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if diags.HasErrors() {
 		return nil, diagError(diags, filename)
 	}
+	cfg.src = sourcesOf(file.Body)
 	return cfg, nil
 }
 

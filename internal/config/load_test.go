@@ -158,6 +158,7 @@ backend "10.0.0.1:4322" {}
 			if tt.want != nil {
 				tt.want(want)
 			}
+			got.src = nil // where settings were read: TestValidateNamesFileAndLine
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Parse mismatch\n got: %+v\nwant: %+v", got, want)
 			}
@@ -268,6 +269,7 @@ func TestLoad(t *testing.T) {
 		}
 		want := Default()
 		want.LogLevel = LogWarn
+		got.src = nil
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("Load = %+v, want %+v", got, want)
 		}

@@ -23,18 +23,31 @@ const (
 
 // FieldError reports one invalid setting. Field is the setting as written in
 // the file, such as "limits.max_frame_bytes" or `backend "10.0.0.1:4322".weight`.
+// When the value came from a file, File, Line and Column (1-based) point at
+// the attribute that set it; File is empty for a default, the environment
+// or a flag.
 type FieldError struct {
 	Field   string
 	Problem string
+	File    string
+	Line    int
+	Column  int
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+func (e *FieldError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("%s:%d:%d: %s: %s", e.File, e.Line, e.Column, e.Field, e.Problem)
+	}
+	return e.Field + ": " + e.Problem
+}
 
-// Validate checks every setting and returns all problems found, one
-// *FieldError each, joined; nil means the configuration is usable. It does
-// not require any backend: a proxy may start with none configured.
+// Validate checks every setting `rpcproxy serve` uses and returns all
+// problems found, one *FieldError each, joined; nil means the configuration
+// is usable. It does not require any backend: a proxy may start with none
+// configured. The agent block, which serve ignores, is checked by
+// ValidateAgent.
 func (c *Config) Validate() error {
-	v := &validator{}
+	v := &validator{src: c.src}
 
 	v.address("listen", c.Listen, addrRules{allowPortZero: true})
 	switch c.LogLevel {
@@ -118,8 +131,15 @@ func (c *Config) Validate() error {
 	v.positive("health.fall", h.Fall)
 
 	v.gossip(c.Gossip)
-	v.agent(c.Agent)
 
+	return errors.Join(v.errs...)
+}
+
+// ValidateAgent checks the agent block, which only `rpcproxy agent` uses,
+// the way Validate checks the rest.
+func (c *Config) ValidateAgent() error {
+	v := &validator{src: c.src}
+	v.agent(c.Agent)
 	return errors.Join(v.errs...)
 }
 
@@ -188,13 +208,18 @@ func loopbackBind(bind string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// validator collects field errors.
+// validator collects field errors, each placed where the file set it.
 type validator struct {
+	src  sources
 	errs []error
 }
 
 func (v *validator) fail(field, format string, args ...any) {
-	v.errs = append(v.errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	fe := &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+	if r, ok := v.src.lookup(field); ok {
+		fe.File, fe.Line, fe.Column = r.Filename, r.Start.Line, r.Start.Column
+	}
+	v.errs = append(v.errs, fe)
 }
 
 func (v *validator) positive(field string, n int) {

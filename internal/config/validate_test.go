@@ -216,7 +216,7 @@ func TestDuplicateBackendInFile(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 	err = c.Validate()
-	if err == nil || err.Error() != `backend "127.0.0.1:4322": duplicate backend address (same as "127.0.0.1:4322")` {
+	if err == nil || err.Error() != `test.hcl:2:1: backend "127.0.0.1:4322": duplicate backend address (same as "127.0.0.1:4322")` {
 		t.Errorf("Validate() = %v, want the duplicate backend named", err)
 	}
 }
@@ -255,4 +255,66 @@ func fieldErrors(tb testing.TB, err error) []*FieldError {
 // testKey returns a base64 key of n bytes, all set to b.
 func testKey(n int, b byte) string {
 	return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, n))
+}
+
+// A bad value read from a file is reported at the file and line of its
+// attribute, as syntax errors are; one a flag replaced is not.
+func TestValidateNamesFileAndLine(t *testing.T) {
+	src := `listen = ":4321"
+ring {
+  load = 0.5
+}
+backend "127.0.0.1:4322" {
+  weight = 0
+}
+gossip {
+  bind = "127.0.0.1:7946"
+  join = ["10.0.0.1:7946", "peer"]
+}
+`
+	c, err := Parse([]byte(src), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	for _, want := range []string{
+		"test.hcl:3:3: ring.load: must be >= 1, got 0.5",
+		`test.hcl:6:3: backend "127.0.0.1:4322".weight: must be 1 to 100, got 0`,
+		"test.hcl:10:3: gossip.join[1]: must be host:port",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v\nwant it to contain %q", err, want)
+		}
+	}
+
+	c, err = Parse([]byte("listen = \":1\"\n"), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Apply(Overrides{Listen: "nope"})
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "listen: ") {
+		t.Errorf("a flag's bad value is reported as %v, want no file position", err)
+	}
+}
+
+// serve ignores the agent block, so a bad one does not stop it; the agent
+// refuses it, at its line.
+func TestAgentBlockValidatedForTheAgentOnly(t *testing.T) {
+	c, err := Parse([]byte("agent {\n  cli = \"nohost\"\n  weight = 0\n}\n"), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() = %v, want nil: serve ignores the agent block", err)
+	}
+	err = c.ValidateAgent()
+	for _, want := range []string{"test.hcl:2:3: agent.cli:", "test.hcl:3:3: agent.weight: must be 1 to 100"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidateAgent() = %v\nwant it to contain %q", err, want)
+		}
+	}
+	c.Apply(Overrides{AgentCLI: "127.0.0.1:1"})
+	if err := c.ValidateAgent(); err == nil || strings.Contains(err.Error(), "agent.cli") {
+		t.Errorf("after --cli, ValidateAgent() = %v, want only the weight", err)
+	}
 }

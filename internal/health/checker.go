@@ -113,9 +113,14 @@ type Checker struct {
 
 // host is one backend's state and its check goroutine's controls.
 type host struct {
-	b        *router.Backend
-	state    State // up or down, as checks and reports say
-	draining bool
+	name string          // b.Name, which never changes
+	b    *router.Backend // replaced by Update; read under Checker.mu
+	// state: up or down, as checks and reports say.
+	state State
+	// draining: drained by the operator (configuration); agentDraining:
+	// by the backend's agent (gossip). Either one drains it.
+	draining      bool
+	agentDraining bool
 	// agentDown: the backend's agent reports its CLI unhealthy (gossip).
 	agentDown bool
 	// The last check: when it started, how long it took, its error, and
@@ -153,13 +158,15 @@ func (v *View) Changed() <-chan struct{} { return v.changed }
 func (h *host) usable() bool { return h.state == StateUp && !h.agentDown }
 
 // routable reports whether new sessions may go to the host.
-func (h *host) routable() bool { return h.usable() && !h.draining }
+func (h *host) routable() bool { return h.usable() && !h.drained() }
+
+func (h *host) drained() bool { return h.draining || h.agentDraining }
 
 func (h *host) effective() State {
 	switch {
 	case !h.usable():
 		return StateDown
-	case h.draining:
+	case h.drained():
 		return StateDraining
 	}
 	return StateUp
@@ -191,7 +198,7 @@ func (c *Checker) Add(b *router.Backend) error {
 		c.mu.Unlock()
 		return fmt.Errorf("health: backend %q added twice", b.Name)
 	}
-	h := &host{b: b, state: StateUp, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	h := &host{name: b.Name, b: b, state: StateUp, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.hosts[b.Name] = h
 	c.wg.Add(1)
 	c.rebuildLocked()
@@ -242,9 +249,46 @@ func (c *Checker) Suspect(name string, err error) {
 	}
 }
 
-// SetDraining marks a backend draining (no new sessions) or not.
+// SetDraining marks a backend draining (no new sessions) or not, as its
+// operator's configuration says; the change is logged by=operator.
 func (c *Checker) SetDraining(name string, draining bool) error {
 	return c.update(name, "operator", func(h *host) { h.draining = draining })
+}
+
+// SetAgentDraining records the draining flag a backend's own agent
+// publishes (gossip); the change is logged by=agent. The backend drains
+// while either its operator or its agent says so.
+func (c *Checker) SetAgentDraining(name string, draining bool) error {
+	return c.update(name, "agent", func(h *host) { h.agentDraining = draining })
+}
+
+// Update replaces a backend's address, token and weight with b's (b.Name
+// names it) without cutting anything: its state is kept, the ring is
+// rebuilt with the new weight, and the active probe reconnects with the new
+// token. Sessions placed there stay unless the new weights give their key
+// to another backend, in which case they move at their next turn boundary.
+func (c *Checker) Update(b *router.Backend) error {
+	c.mu.Lock()
+	h, ok := c.hosts[b.Name]
+	if !ok {
+		c.mu.Unlock()
+		return fmt.Errorf("health: unknown backend %q", b.Name)
+	}
+	h.b = b
+	c.rebuildLocked()
+	c.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// backend returns a host's current backend.
+func (c *Checker) backend(h *host) *router.Backend {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return h.b
 }
 
 // update applies an external change to a host's flags, rebuilding the ring
@@ -305,7 +349,7 @@ func (c *Checker) Status() []BackendStatus {
 	out := make([]BackendStatus, 0, len(c.hosts))
 	for _, h := range c.hosts {
 		st := BackendStatus{Name: h.b.Name, Addr: h.b.Addr, Weight: max(h.b.Weight, 1), State: h.effective(),
-			Draining: h.draining, AgentDown: h.agentDown, LastCheck: h.lastCheck, LastLatency: h.lastLatency, Info: h.info}
+			Draining: h.drained(), AgentDown: h.agentDown, LastCheck: h.lastCheck, LastLatency: h.lastLatency, Info: h.info}
 		if h.lastErr != nil {
 			st.LastError = h.lastErr.Error()
 		}
@@ -364,9 +408,9 @@ func (c *Checker) rebuildLocked() {
 			routable = append(routable, h.b)
 		}
 		if h.usable() {
-			v.Usable[h.b.Name] = true
+			v.Usable[h.name] = true
 		}
-		v.States[h.b.Name] = h.effective()
+		v.States[h.name] = h.effective()
 	}
 	if err := c.table.Set(routable); err != nil {
 		c.log.Error("cannot rebuild ring", "error", err)
@@ -384,11 +428,11 @@ func (c *Checker) checkLoop(h *host) {
 		// A probe handles a peer's bytes: a bug there must not take the
 		// process down. The backend goes down and is no longer checked.
 		if r := recover(); r != nil {
-			c.log.Error("health check panicked; backend taken down", "backend", h.b.Name, "panic", r, "stack", string(debug.Stack()))
+			c.log.Error("health check panicked; backend taken down", "backend", h.name, "panic", r, "stack", string(debug.Stack()))
 			c.record(h, fmt.Errorf("health check panicked: %v", r), true)
 		}
 	}()
-	p := &probe{b: h.b}
+	p := &probe{b: c.backend(h)}
 	defer p.close()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -406,12 +450,14 @@ func (c *Checker) checkLoop(h *host) {
 			}
 		}
 		c.mu.Lock()
-		suspect := h.suspect
+		suspect, b := h.suspect, h.b
 		c.mu.Unlock()
-		if suspect {
+		if suspect || b != p.b {
 			// Confirm a live connection's failure on a fresh connection: the
-			// probe's own may outlive what broke the others.
+			// probe's own may outlive what broke the others. An updated
+			// backend (new address or token) needs a new connection too.
 			p.close()
+			p.b = b
 		}
 		started := time.Now()
 		fresh, err := p.check(c.cfg.Timeout)
@@ -455,7 +501,7 @@ func (c *Checker) checkProtocol(info json.RawMessage) error {
 // resetting connections (or force) takes it down at once.
 func (c *Checker) record(h *host, err error, force bool) {
 	c.mu.Lock()
-	if c.hosts[h.b.Name] != h {
+	if c.hosts[h.name] != h {
 		c.mu.Unlock()
 		return
 	}
@@ -482,11 +528,11 @@ func (c *Checker) record(h *host, err error, force bool) {
 		return
 	}
 	if to == StateDown {
-		c.log.Warn("backend down", "backend", h.b.Name, "error", err)
+		c.log.Warn("backend down", "backend", h.name, "error", err)
 	} else {
-		c.log.Info("backend state", "backend", h.b.Name, "from", from.String(), "to", to.String())
+		c.log.Info("backend state", "backend", h.name, "from", from.String(), "to", to.String())
 	}
-	c.changed(h.b.Name, from, to)
+	c.changed(h.name, from, to)
 }
 
 // hardFailure reports an error that says the backend is gone rather than

@@ -1,10 +1,14 @@
 package health
 
 import (
+	"bytes"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/rpcproxy/rpcproxy/internal/fakecli"
 	"github.com/rpcproxy/rpcproxy/internal/router"
@@ -88,7 +92,7 @@ func TestFreezeAndThaw(t *testing.T) {
 func TestFlappingDoesNotChangeState(t *testing.T) {
 	var tr transitions
 	c, _ := newChecker(t, &tr, time.Hour) // no probes: outcomes are fed by hand
-	h := &host{b: &router.Backend{Name: "x"}, state: StateUp, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	h := &host{name: "x", b: &router.Backend{Name: "x"}, state: StateUp, stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	c.hosts["x"] = h
 	fail := errors.New("probe failed")
 	for i := 0; i < 20; i++ {
@@ -206,6 +210,94 @@ func TestDrainingLeavesRingButStaysUsable(t *testing.T) {
 	c.Remove(b.Addr())
 	if table.Ring().Len() != 0 {
 		t.Fatal("removed backend still on the ring")
+	}
+}
+
+// lockedBuffer is a log output safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A drain says who asked for it: the operator (configuration) or the
+// backend's agent (gossip). Either one drains; the agent's "not draining"
+// does not undo the operator's drain.
+func TestDrainSaysWhoDrained(t *testing.T) {
+	var out lockedBuffer
+	table := router.NewTable(router.RingConfig{})
+	c := New(Config{Interval: time.Hour, Logger: hclog.New(&hclog.LoggerOptions{Output: &out})}, table)
+	t.Cleanup(c.Close)
+	for _, name := range []string{"a:1", "b:1"} {
+		if err := c.Add(&router.Backend{Name: name, Addr: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.SetAgentDraining("a:1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetDraining("b:1", true); err != nil {
+		t.Fatal(err)
+	}
+	logs := out.String()
+	for _, want := range []string{"backend=a:1 from=up to=draining by=agent", "backend=b:1 from=up to=draining by=operator"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	if err := c.SetAgentDraining("b:1", false); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.State("b:1"); st != StateDraining {
+		t.Errorf("the agent's flag undid the operator's drain: %s", st)
+	}
+}
+
+// Update applies a new token and weight in place: the probe reconnects
+// with the token, the ring carries the weight, and the backend is not taken
+// down on the way.
+func TestUpdateAppliesTokenAndWeight(t *testing.T) {
+	var tr transitions
+	c, table := newChecker(t, &tr, 20*time.Millisecond)
+	f := startFake(t, fakecli.Config{Token: "new"})
+	name := f.Addr()
+	if err := c.Add(&router.Backend{Name: name, Addr: name, Token: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c, name, StateDown) // refused: wrong token
+	if err := c.Update(&router.Backend{Name: name, Addr: name, Token: "new", Weight: 3}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c, name, StateUp)
+	bs := table.Ring().Backends()
+	if len(bs) != 1 || bs[0].Weight != 3 || bs[0].Token != "new" {
+		t.Fatalf("ring after update: %+v", bs)
+	}
+	downs := tr.count()
+	if err := c.Update(&router.Backend{Name: name, Addr: name, Token: "new", Weight: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if bs := table.Ring().Backends(); len(bs) != 1 || bs[0].Weight != 5 {
+		t.Fatalf("ring after weight update: %+v", bs)
+	}
+	// Several probe rounds: the update must not have taken it down.
+	time.Sleep(100 * time.Millisecond)
+	if st, _ := c.State(name); st != StateUp || tr.count() != downs {
+		t.Fatalf("state %s, transitions %v after a weight update", st, tr.log)
+	}
+	if err := c.Update(&router.Backend{Name: "absent:1"}); err == nil {
+		t.Error("Update of an unknown backend succeeded")
 	}
 }
 

@@ -128,7 +128,9 @@ func (c *clientConn) wants(u *upstream, body []byte, m *frame.Meta) bool {
 	}
 	c.mu.Lock()
 	s := c.sessions[string(m.SessionID.Of(body))]
-	ok := s != nil && s.backend == u.backend
+	// By name: a backend updated at reload (token, weight) is a new
+	// *router.Backend for the same server.
+	ok := s != nil && s.backend.Name == u.backend.Name
 	c.mu.Unlock()
 	return ok
 }

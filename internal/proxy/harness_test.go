@@ -38,6 +38,7 @@ type clusterOptions struct {
 	limits       frame.Limits
 	health       health.Config
 	reqTimeout   time.Duration
+	onEmpty      func(backend string)
 	writeTimeout time.Duration  // the proxy's WriteTimeout (default 30s)
 	handshake    time.Duration  // the proxy's HandshakeTimeout (default 2s)
 	fake         fakecli.Config // base config of every fake (Name, Store and Token are set per fake)
@@ -80,13 +81,18 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 		hc.Timeout = 500 * time.Millisecond
 	}
 	hc.OnInfo = func(info json.RawMessage) { c.srv.SetInfo(info) }
+	hc.OnChange = func(name string, _, to health.State) {
+		if to == health.StateDraining {
+			c.srv.BackendDraining(name)
+		}
+	}
 	hc.Logger = log.Named("health")
 	c.checker = health.New(hc, c.table)
 	if o.handshake == 0 {
 		o.handshake = 2 * time.Second
 	}
 	pcfg := Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: o.handshake,
-		RequestTimeout: o.reqTimeout, WriteTimeout: o.writeTimeout}
+		RequestTimeout: o.reqTimeout, WriteTimeout: o.writeTimeout, OnEmpty: o.onEmpty}
 	if o.proxy != nil {
 		o.proxy(&pcfg)
 	}

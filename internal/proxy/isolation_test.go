@@ -170,7 +170,7 @@ func rawSession(t *testing.T, addr, sid string) net.Conn {
 // client's pending request is answered with the retryable error within
 // fall × interval + timeout + 1 s of the freeze, every time.
 func TestNonReadingClientsDoNotDelayFailover(t *testing.T) {
-	hc := health.Config{Interval: 400 * time.Millisecond, Timeout: 400 * time.Millisecond, Fall: 2}
+	hc := health.Config{Interval: time.Second, Timeout: time.Second, Fall: 2}
 	c := newCluster(t, clusterOptions{backends: 1, health: hc, writeTimeout: 20 * time.Second,
 		fake: fakecli.Config{EventsPerTurn: 400, EventSizes: []int{32 << 10}}})
 	normal := c.client()

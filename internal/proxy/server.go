@@ -60,6 +60,10 @@ type Config struct {
 	// request in flight and sent nothing for this long (it goes between
 	// one and two times this after its last frame). Zero disables it.
 	ClientIdleTimeout time.Duration
+	// OnEmpty, if set, is told when the sessions placed on a backend drop
+	// to zero (the owner of a removed backend forgets it then). Called from
+	// a client's goroutine; it must not block.
+	OnEmpty func(backend string)
 	// Logger receives the proxy's logs; nil discards them.
 	Logger hclog.Logger
 }
@@ -313,9 +317,26 @@ func (s *Server) placed(backend string, delta int) {
 		delete(s.counts, backend)
 	}
 	s.placedMu.Unlock()
-	if empty && delta < 0 && s.draining(backend) {
+	if !empty || delta >= 0 {
+		return
+	}
+	if s.draining(backend) {
 		s.log.Info("draining backend holds no sessions", "backend", backend)
 	}
+	if s.cfg.OnEmpty != nil {
+		s.cfg.OnEmpty(backend)
+	}
+}
+
+// BackendDraining is told that a backend started draining. One holding no
+// session is drained already, so it says so at once; otherwise the line
+// follows when its last session leaves. Safe from any goroutine.
+func (s *Server) BackendDraining(backend string) {
+	if n := s.SessionCount(backend); n > 0 {
+		s.log.Info("draining backend", "backend", backend, "sessions", n)
+		return
+	}
+	s.log.Info("draining backend holds no sessions", "backend", backend)
 }
 
 // draining reports a backend that answers but takes no new sessions.

@@ -310,8 +310,17 @@ func (c *clientConn) placement(s *session, sid []byte) (to *router.Backend, reas
 		return nil, ""
 	}
 	s.ring = ring
-	if owner := ring.Lookup(sid); owner != nil && owner.Name != s.backend.Name {
+	owner := ring.Lookup(sid)
+	switch {
+	case owner == nil:
+	case owner.Name != s.backend.Name:
 		return owner, "ring owner changed"
+	case owner != s.backend:
+		// The same server, updated at reload (token, weight): its next
+		// connection uses the new token.
+		c.mu.Lock()
+		s.backend = owner
+		c.mu.Unlock()
 	}
 	return nil, ""
 }
