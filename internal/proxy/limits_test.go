@@ -422,19 +422,33 @@ func TestWrongTokensClose(t *testing.T) {
 }
 
 // client_idle_timeout closes a client with no session that sends nothing;
-// a client holding a session stays.
+// a client holding a session, or one that keeps sending, stays.
 func TestClientIdleTimeout(t *testing.T) {
-	const idle = 200 * time.Millisecond
+	const idle = 300 * time.Millisecond
 	c := newCluster(t, clusterOptions{backends: 1, proxy: func(cfg *Config) { cfg.ClientIdleTimeout = idle }})
+	start := time.Now()
 	holder := c.client()
 	createSession(t, holder, "idle-held")
+	chatty := c.client()
 	idler := c.client()
-	if !idler.closedByPeer(10 * time.Second) {
-		t.Fatal("idle client without a session still open")
+	// The chatty client has no session but keeps talking: each ping within
+	// a period keeps it open while the idler is closed.
+	for !idler.closedByPeer(0) {
+		chatty.mustCall("ping", map[string]any{}, nil)
+		if idler.closedByPeer(idle / 4) {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("idle client without a session still open")
+		}
 	}
-	// The holder has been quiet at least as long as the idler; give its
-	// check two more periods to (wrongly) fire.
-	time.Sleep(2 * idle)
+	// Two more periods: the holder has been quiet longer than the idler
+	// was, the chatty one keeps talking; neither may be closed.
+	for end := time.Now().Add(2 * idle); time.Now().Before(end); {
+		chatty.mustCall("ping", map[string]any{}, nil)
+		time.Sleep(idle / 4)
+	}
+	chatty.mustCall("ping", map[string]any{}, nil)
 	holder.mustCall("ping", map[string]any{}, nil)
 	if n := c.srv.LimitHits(LimitIdle); n != 1 {
 		t.Fatalf("LimitHits(LimitIdle) = %d, want 1", n)
