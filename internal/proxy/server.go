@@ -197,7 +197,10 @@ func isTemporary(err error) bool {
 // startClient serves a new connection on a goroutine of its own, or refuses
 // it at once when it would exceed a connection cap.
 func (s *Server) startClient(conn net.Conn) {
-	ip := sourceIP(conn)
+	var ip string
+	if s.cfg.MaxConnectionsPerIP > 0 {
+		ip = sourceIP(conn)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
