@@ -21,6 +21,8 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/localpool"
+	"github.com/rpcproxy/rpcproxy/internal/membership"
+	"github.com/rpcproxy/rpcproxy/internal/metrics"
 	"github.com/rpcproxy/rpcproxy/internal/proxy"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
@@ -110,13 +112,15 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		Load:        cfg.Ring.Load,
 	})
 	var srv *proxy.Server
+	reg := metrics.New()
 	checker := health.New(health.Config{
 		Interval: cfg.Health.Interval,
 		Timeout:  cfg.Health.Timeout,
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
-		Logger: log.Named("health"),
+		OnCheck:  reg.Health.Check,
+		Logger:   log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
@@ -131,6 +135,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		RequestTimeout:   cfg.Upstream.RequestTimeout,
 		MaxPending:       cfg.Limits.MaxPendingRequests,
 		Logger:           log.Named("proxy"),
+		Observer:         reg.Proxy,
 	}, table, checker)
 
 	static := newStaticBackends(checker, log)
@@ -157,13 +162,16 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		go followPool(pool, slots, token, checker, log)
 	}
 
+	var node *membership.Node
 	if cfg.Gossip.Enabled() {
-		node, err := joinAsProxy(ctx, cfg, checker, log)
-		if err != nil {
+		var err error
+		if node, err = joinAsProxy(ctx, cfg, checker, log); err != nil {
 			return err
 		}
 		defer node.Close()
 	}
+	// GET /metrics; the admin listener (branch i11-api) serves it.
+	_ = metricsHandler(reg, srv, checker, table, node)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
