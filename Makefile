@@ -19,6 +19,7 @@ build:
 test: unit e2e
 
 unit:
+	bash scripts/install-prometheus.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
 
