@@ -153,8 +153,8 @@ func TestLabelsBounded(t *testing.T) {
 	if n := testutil.CollectAndCount(m.Registry(), "rpcproxy_limit_hits_total"); n != len(Limits) {
 		t.Errorf("%d limit series, want %d", n, len(Limits))
 	}
-	if n := testutil.CollectAndCount(m.Registry(), "rpcproxy_client_connections_refused_total"); n != len(refusalReasons) {
-		t.Errorf("%d refusal series, want %d", n, len(refusalReasons))
+	if n := testutil.CollectAndCount(m.Registry(), "rpcproxy_client_connections_refused_total"); n != len(RefusalReasons) {
+		t.Errorf("%d refusal series, want %d", n, len(RefusalReasons))
 	}
 }
 

@@ -70,7 +70,8 @@ const (
 	RefusedBadInput = "bad_input"
 )
 
-var refusalReasons = []string{RefusedClosing, RefusedHandshakeTimeout, RefusedAuth, RefusedMaxConnections, RefusedBadInput, "other"}
+// RefusalReasons lists the refusal reasons with their own series.
+var RefusalReasons = []string{RefusedClosing, RefusedHandshakeTimeout, RefusedAuth, RefusedMaxConnections, RefusedBadInput, "other"}
 
 // knownErrorCodes are the JSON-RPC error codes counted under their own
 // label: the standard ones, the CLI's handshake codes and the proxy's own.
@@ -114,7 +115,7 @@ func newProxy(reg prometheus.Registerer) *Proxy {
 	for c := range numClasses {
 		p.requests[c] = requests.WithLabelValues(router.Class(c).String())
 	}
-	for _, r := range refusalReasons {
+	for _, r := range RefusalReasons {
 		p.refused.WithLabelValues(r)
 	}
 	frames := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "frames_total",
@@ -142,7 +143,7 @@ func (p *Proxy) ClientAccepted() { p.accepted.Inc() }
 // ClientRefused counts a client connection refused, by one of the Refused
 // reasons (any other name counts as "other").
 func (p *Proxy) ClientRefused(reason string) {
-	if !known(refusalReasons, reason) {
+	if !known(RefusalReasons, reason) {
 		reason = "other"
 	}
 	p.refused.WithLabelValues(reason).Inc()
