@@ -170,7 +170,8 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		}
 		defer node.Close()
 	}
-	// GET /metrics; the admin listener (branch i11-api) serves it.
+	// GET /metrics. The admin listener (internal/admin, branch i11-api)
+	// mounts this handler; until it is merged nothing serves it.
 	_ = metricsHandler(reg, srv, checker, table, node)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
