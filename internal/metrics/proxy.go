@@ -66,7 +66,8 @@ const (
 	RefusedAuth = "auth_failed"
 	// RefusedMaxConnections: the max_connections limit was reached.
 	RefusedMaxConnections = "max_connections"
-	// RefusedBadInput: the first frames were not JSON-RPC.
+	// RefusedBadInput: the client was closed for sending what is not
+	// JSON-RPC (a malformed frame or body).
 	RefusedBadInput = "bad_input"
 )
 

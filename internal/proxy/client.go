@@ -158,6 +158,9 @@ func (c *clientConn) serve() {
 	default:
 		// The error that explains the close was written and flushed already.
 		c.log().Warn("closing client", "error", err)
+		if c.obs != nil && (errors.Is(err, errBadInput) || errors.Is(err, frame.ErrMalformedHeader) || errors.Is(err, frame.ErrNoLength)) {
+			c.obs.ClientRefused(refusedBadInput)
+		}
 	}
 	c.shutdown()
 	c.wg.Wait()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"io"
+	"net"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -122,6 +123,20 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	if got := s.Must(t, "rpcproxy_backend_sessions", "backend", moved.Addr()); got != 1 {
 		t.Errorf("sessions on the new holder = %v, want 1", got)
 	}
+
+	// A client that sends what is not JSON-RPC is closed: a refusal.
+	bad, err := net.Dial("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Write([]byte("Content-Length: 5\r\n\r\nhello")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a refusal for bad input", func() bool {
+		v, _ := scrape().Value("rpcproxy_client_connections_refused_total", "reason", "bad_input")
+		return v == 1
+	})
 }
 
 // TestMetricsScrapedByPrometheus: a real Prometheus server scrapes the
@@ -193,7 +208,7 @@ func TestObserverNames(t *testing.T) {
 			t.Errorf("limit %q is not in metrics.Limits", name)
 		}
 	}
-	for _, name := range []string{refusedClosing, refusedHandshakeTimeout, refusedAuth} {
+	for _, name := range []string{refusedClosing, refusedHandshakeTimeout, refusedAuth, refusedBadInput} {
 		if !slices.Contains(metrics.RefusalReasons, name) {
 			t.Errorf("refusal reason %q is not in metrics.RefusalReasons", name)
 		}

@@ -64,6 +64,7 @@ const (
 	refusedClosing          = "closing"
 	refusedHandshakeTimeout = "handshake_timeout"
 	refusedAuth             = "auth_failed"
+	refusedBadInput         = "bad_input"
 
 	limitMaxPending   = "max_pending_requests"
 	limitOpeningQueue = "opening_queue"
