@@ -43,12 +43,8 @@ func newLimits(reg prometheus.Registerer) (map[string]prometheus.Counter, promet
 // LimitHit counts one refusal by the named limit (one of the Limit
 // constants; any other name counts as "other"). It allocates nothing and
 // never blocks: call it where the limit refuses, on any goroutine. The
-// proxy calls it through its Observer hook, e.g.
-//
-//	if s.cfg.MaxConnections > 0 && open >= s.cfg.MaxConnections {
-//		s.limitHit(limitMaxConnections) // "max_connections"
-//		...
-//	}
+// proxy calls it through its Observer hook (see internal/proxy/observer.go
+// for how to add a limit there).
 func (p *Proxy) LimitHit(name string) {
 	if c, ok := p.limits[name]; ok {
 		c.Inc()

@@ -59,7 +59,21 @@ type BackendObserver = interface {
 }
 
 // Names the proxy passes to Observer.ClientRefused and LimitHit; they
-// match the names internal/metrics lists (a test checks).
+// match the names internal/metrics lists (TestObserverNames checks).
+//
+// To count a new limit (max_connections, max_sessions, …): add a limit*
+// constant here with the name metrics.Limits has for it (add it there and
+// to the README's metrics table if it is new; an unlisted name counts as
+// "other"), add it to TestObserverNames, and call s.limitHit(name) where
+// the limit refuses. A refused client connection is also a refusal:
+//
+//	if max := s.cfg.MaxConnections; max > 0 && len(s.clients) >= max {
+//		s.limitHit(limitMaxConnections) // "max_connections"
+//		if s.cfg.Observer != nil {
+//			s.cfg.Observer.ClientRefused(refusedMaxConnections) // "max_connections"
+//		}
+//		conn.Close()
+//	}
 const (
 	refusedClosing          = "closing"
 	refusedHandshakeTimeout = "handshake_timeout"
