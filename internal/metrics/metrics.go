@@ -54,12 +54,12 @@ func (m *Metrics) Watch(src Sources) {
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Handler serves the metrics in the Prometheus exposition format (GET
-// /metrics). A scrape that fails to gather some metric still serves the
-// rest and reports the error in the response's status (500).
+// /metrics). A scrape that fails to gather a metric is answered 500, so
+// the failure shows as a failed scrape (up == 0) rather than as missing
+// series.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		ErrorHandling:     promhttp.HTTPErrorOnError,
-		Registry:          m.reg, // promhttp_metric_handler_errors_total
-		EnableOpenMetrics: false,
+		ErrorHandling: promhttp.HTTPErrorOnError,
+		Registry:      m.reg, // counts its own errors: promhttp_metric_handler_errors_total
 	})
 }

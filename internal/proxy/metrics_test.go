@@ -124,6 +124,10 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		t.Errorf("sessions on the new holder = %v, want 1", got)
 	}
 
+	// What a live proxy exposes passes promtool's checks.
+	_, body := promtest.Get(t, url)
+	promtest.CheckMetrics(t, body)
+
 	// A client that sends what is not JSON-RPC is closed: a refusal.
 	bad, err := net.Dial("tcp", c.addr)
 	if err != nil {
