@@ -473,9 +473,9 @@ func (c *clientConn) admit(body []byte, m *frame.Meta) bool {
 
 // forwardVia sends a client request of the given class on u, remembering
 // the client's id; turn is the session whose turn the request starts
-// (session.send), if any. On
-// the client's reader (flushNow false) the upstream is flushed when the
-// reader runs out of input; elsewhere (a session mover) at once.
+// (session.send), if any. On the client's reader (flushNow false) the
+// upstream is flushed when the reader runs out of input; elsewhere (a
+// session mover) at once.
 func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta, class router.Class, turn *session, flushNow bool) {
 	id := m.ID.Of(body)
 	if err := u.forward(body, m, pendingReq{client: makeRawID(id), turn: turn}); err != nil {

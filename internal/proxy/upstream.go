@@ -425,7 +425,8 @@ func (u *upstream) writeWithID(body []byte, span frame.Span, id []byte) error {
 	return err
 }
 
-// roomLocked reports whether n more bytes fit the opening queue; wmu is held.
+// roomLocked reports whether n more bytes fit the opening queue, counting
+// a refusal by that limit when they do not; wmu is held.
 func (u *upstream) roomLocked(n int) bool {
 	if len(u.queue) == 0 || len(u.queue) < maxOpeningQueueFrames && u.queued+n <= maxOpeningQueueBytes {
 		return true
