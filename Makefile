@@ -29,6 +29,7 @@ rpcproxy:
 test: unit e2e
 
 unit:
+	bash scripts/install-prometheus.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
 

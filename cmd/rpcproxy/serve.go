@@ -20,6 +20,8 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/localpool"
+	"github.com/rpcproxy/rpcproxy/internal/membership"
+	"github.com/rpcproxy/rpcproxy/internal/metrics"
 	"github.com/rpcproxy/rpcproxy/internal/proxy"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
@@ -132,6 +134,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		srv    *proxy.Server
 		static *staticBackends
 	)
+	reg := metrics.New()
 	checker := health.New(health.Config{
 		Interval: cfg.Health.Interval,
 		Timeout:  cfg.Health.Timeout,
@@ -143,7 +146,8 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 				srv.BackendDraining(name) // logs only
 			}
 		},
-		Logger: log.Named("health"),
+		OnCheck: reg.Health.Check,
+		Logger:  log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
@@ -159,6 +163,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		MaxPending:       cfg.Limits.MaxPendingRequests,
 		OnEmpty:          func(string) { static.emptied() },
 		Logger:           log.Named("proxy"),
+		Observer:         reg.Proxy,
 	}, table, checker)
 
 	static = newStaticBackends(checker, srv.SessionCount, log)
@@ -197,13 +202,17 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		go followPool(pool, slots, token, checker, log)
 	}
 
+	var node *membership.Node
 	if cfg.Gossip.Enabled() {
-		node, err := joinAsProxy(ctx, cfg, checker, log)
-		if err != nil {
+		var err error
+		if node, err = joinAsProxy(ctx, cfg, checker, log); err != nil {
 			return err
 		}
 		defer node.Close()
 	}
+	// GET /metrics. The admin listener (internal/admin, branch i11-api)
+	// mounts this handler; until it is merged nothing serves it.
+	_ = metricsHandler(reg, srv, checker, table, node)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 // moves it. Nothing slow (a dial, a handshake, a move) runs on the reader.
 type clientConn struct {
 	srv  *Server
+	obs  Observer // srv's, nil when metrics are off
 	conn net.Conn
 	id   uint64
 	logp atomic.Pointer[hclog.Logger] // made on first use: most clients never log
@@ -75,6 +76,7 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 	id := s.nextClient.Add(1)
 	c := &clientConn{
 		srv:       s,
+		obs:       s.cfg.Observer,
 		conn:      conn,
 		id:        id,
 		done:      make(chan struct{}),
@@ -148,11 +150,19 @@ func (c *clientConn) serve() {
 	switch {
 	case errors.Is(err, errPanicked):
 		// Logged with its stack by recoverPeer.
+	case errors.Is(err, errNoFirstFrame):
+		c.log().Debug("closing client", "error", err)
+		if c.obs != nil {
+			c.obs.ClientRefused(refusedHandshakeTimeout)
+		}
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log().Debug("client disconnected")
 	default:
 		// The error that explains the close was written and flushed already.
 		c.log().Warn("closing client", "error", err)
+		if c.obs != nil && (errors.Is(err, errBadInput) || errors.Is(err, frame.ErrMalformedHeader) || errors.Is(err, frame.ErrNoLength)) {
+			c.obs.ClientRefused(refusedBadInput)
+		}
 	}
 	c.shutdown()
 	c.wg.Wait()
@@ -235,7 +245,11 @@ func (c *clientConn) readLoop() error {
 			case first && errors.Is(err, os.ErrDeadlineExceeded):
 				return errNoFirstFrame
 			}
+			c.srv.noteReadError(err)
 			return err
+		}
+		if c.obs != nil {
+			c.obs.FromClient(len(buf.B))
 		}
 		if first {
 			first = false
@@ -296,6 +310,9 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 	id := m.ID.Of(body)
 	if !c.connected {
 		if string(method) == "connect" {
+			if c.obs != nil {
+				c.obs.ClientRequest(router.ClassLocal)
+			}
 			c.handleConnect(body, m)
 			return
 		}
@@ -306,6 +323,9 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 	}
 	sid, ok := c.sessionID(body, m)
 	route := router.Lookup(method, ok)
+	if c.obs != nil {
+		c.obs.ClientRequest(route.Class)
+	}
 	switch route.Class {
 	case router.ClassLocal:
 		c.handleConnect(body, m)
@@ -440,27 +460,32 @@ func (c *clientConn) forward(b *router.Backend, body []byte, m *frame.Meta) {
 		c.replyError(m.ID.Of(body), asRPCError(err, b.Name))
 		return
 	}
-	c.forwardVia(u, body, m, nil, false)
+	c.forwardVia(u, body, m, router.ClassQuery, nil, false)
 }
 
 // admit enforces the limit of requests in flight per client.
 func (c *clientConn) admit(body []byte, m *frame.Meta) bool {
 	if c.pending.Load() >= int64(c.srv.cfg.MaxPending) {
+		c.srv.limitHit(limitMaxPending)
 		c.replyError(m.ID.Of(body), proxyError(codeOverloaded, "too many requests in flight", errorData{Retryable: true}))
 		return false
 	}
 	return true
 }
 
-// forwardVia sends a client request on u, remembering the client's id; turn
-// is the session whose turn the request starts (session.send), if any. On
-// the client's reader (flushNow false) the upstream is flushed when the
-// reader runs out of input; elsewhere (a session mover) at once.
-func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta, turn *session, flushNow bool) {
+// forwardVia sends a client request of the given class on u, remembering
+// the client's id; turn is the session whose turn the request starts
+// (session.send), if any. On the client's reader (flushNow false) the
+// upstream is flushed when the reader runs out of input; elsewhere (a
+// session mover) at once.
+func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta, class router.Class, turn *session, flushNow bool) {
 	id := m.ID.Of(body)
 	if err := u.forward(body, m, pendingReq{client: makeRawID(id), turn: turn}); err != nil {
 		c.replyError(id, asRPCError(err, u.backend.Name))
 		return
+	}
+	if u.obs != nil {
+		u.obs.Request(class)
 	}
 	if !flushNow {
 		c.markDirty(u)
@@ -561,6 +586,9 @@ func (c *clientConn) reply(id []byte, result json.RawMessage) {
 
 // replyError queues an error response built by the proxy.
 func (c *clientConn) replyError(id []byte, e *rpcError) {
+	if c.obs != nil {
+		c.obs.ErrorAnswer(e.Code)
+	}
 	c.sendBody(responseBody(id, nil, e))
 }
 

@@ -75,6 +75,8 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 		}
 		if err := u.forward(body, m, pendingReq{fan: f, part: part}); err != nil {
 			f.deliver(part, nil, asRPCError(err, b.Name))
+		} else if u.obs != nil {
+			u.obs.Request(route.Class)
 		}
 		c.markDirty(u)
 		if perTarget == 2 {

@@ -31,6 +31,9 @@ func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
 	switch {
 	case want != "" && subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1:
 		c.log().Warn("client failed authentication")
+		if c.obs != nil {
+			c.obs.ClientRefused(refusedAuth)
+		}
 		c.replyError(id, &rpcError{Code: codeAuthFailed, Message: "authentication failed: invalid connection token"})
 		return
 	case want == "" && token != "":

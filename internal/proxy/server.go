@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,9 @@ type Config struct {
 	OnEmpty func(backend string)
 	// Logger receives the proxy's logs; nil discards them.
 	Logger hclog.Logger
+	// Observer is told what the proxy does, for metrics; nil turns
+	// metrics off.
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -174,11 +178,17 @@ func (s *Server) startClient(conn net.Conn) {
 	if s.closed {
 		s.mu.Unlock()
 		conn.Close()
+		if c.obs != nil {
+			c.obs.ClientRefused(refusedClosing)
+		}
 		return
 	}
 	s.clients[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	if c.obs != nil {
+		c.obs.ClientAccepted()
+	}
 	go func() {
 		defer s.wg.Done()
 		c.serve()
@@ -310,6 +320,14 @@ func (s *Server) draining(backend string) bool {
 		}
 	}
 	return true
+}
+
+// Sessions reports the sessions placed per backend over all client
+// connections; a backend absent holds none. For operators (metrics).
+func (s *Server) Sessions() map[string]int {
+	s.placedMu.Lock()
+	defer s.placedMu.Unlock()
+	return maps.Clone(s.counts)
 }
 
 // SessionCount reports the sessions placed on a backend over all client

@@ -35,6 +35,9 @@ type session struct {
 	// cleared by session.idle (or the send's refusal): a session moves
 	// between backends only between turns.
 	inTurn atomic.Bool
+	// turnStart is when the turn's session.send was tracked (unix
+	// nanoseconds; zero when metrics and request timeouts are off).
+	turnStart atomic.Int64
 	// deleted: the client deleted the session. It is kept (without its
 	// params) so the backend's session.deleted lifecycle still reaches it.
 	deleted bool
@@ -177,7 +180,7 @@ func (c *clientConn) sendOnSession(s *session, u *upstream, body []byte, m *fram
 	if string(m.Method.Of(body)) == "session.send" {
 		turn = s // in a turn once the send is tracked on u (upstream.track)
 	}
-	c.forwardVia(u, body, m, turn, flushNow)
+	c.forwardVia(u, body, m, router.ClassSession, turn, flushNow)
 }
 
 // placement says whether a session must move before its next request: to
@@ -189,9 +192,9 @@ func (c *clientConn) placement(s *session, sid []byte) (to *router.Backend, reas
 	if !c.srv.usable(s.backend.Name) {
 		s.ring = ring
 		if to = ring.Lookup(sid); to == nil {
-			return nil, "backend lost"
+			return nil, reasonBackendLost
 		}
-		return to, "backend lost"
+		return to, reasonBackendLost
 	}
 	if s.ring == ring || s.inTurn.Load() {
 		return nil, ""
@@ -227,6 +230,9 @@ func (c *clientConn) hold(s *session, body []byte, request bool) bool {
 		s.heldBytes += len(body)
 	}
 	c.mu.Unlock()
+	if !fits {
+		c.srv.limitHit(limitMoveQueue)
+	}
 	if !fits && request {
 		var m frame.Meta
 		_ = frame.Scan(body, &m)
@@ -327,6 +333,22 @@ func (c *clientConn) forwardHeld(s *session, body []byte, m *frame.Meta, moveErr
 	c.sendOnSession(s, u, body, m, true)
 }
 
+// reasonBackendLost is the reason of a move away from a backend that was
+// lost: a failover.
+const reasonBackendLost = "backend lost"
+
+// countMove counts a successful move for metrics: a failover when the
+// session's backend was lost, else a move at a turn boundary.
+func (c *clientConn) countMove(reason string) {
+	switch {
+	case c.obs == nil:
+	case reason == reasonBackendLost:
+		c.obs.Failover()
+	default:
+		c.obs.TurnBoundaryMove()
+	}
+}
+
 // verdictWait bounds how long a mover waits for the health checker's
 // verdict on a backend whose new connection failed.
 const verdictWait = 3 * time.Second
@@ -362,6 +384,7 @@ func (c *clientConn) move(s *session, sid string, to *router.Backend, reason str
 	c.setBackend(s, to)
 	s.inTurn.Store(false)
 	c.log().Info("session moved", "session", sid, "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
+	c.countMove(reason)
 	return nil
 }
 
@@ -395,7 +418,7 @@ func (c *clientConn) reattach(s *session, sid string) *rpcError {
 	if to == nil {
 		return proxyError(codeNoBackend, "no backend available", errorData{Retryable: true, Backend: b.Name})
 	}
-	return c.move(s, sid, to, "backend lost")
+	return c.move(s, sid, to, reasonBackendLost)
 }
 
 func (c *clientConn) setBackend(s *session, b *router.Backend) {
@@ -480,8 +503,10 @@ func (c *clientConn) noteTurnEnd(body []byte, m *frame.Meta) {
 	c.mu.Lock()
 	s := c.sessions[string(m.SessionID.Of(body))]
 	c.mu.Unlock()
-	if s != nil {
-		s.inTurn.Store(false)
+	if s != nil && s.inTurn.Swap(false) && c.obs != nil {
+		if t := s.turnStart.Load(); t != 0 {
+			c.obs.TurnEnded(time.Duration(time.Now().UnixNano() - t))
+		}
 	}
 }
 

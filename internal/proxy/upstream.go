@@ -27,7 +27,8 @@ import (
 type upstream struct {
 	c       *clientConn
 	backend *router.Backend
-	ready   chan struct{} // closed when the handshake is done or failed
+	obs     BackendObserver // the backend's counters; nil when metrics are off
+	ready   chan struct{}   // closed when the handshake is done or failed
 
 	// conn is set under mu by the opener; r belongs to the run goroutine.
 	conn net.Conn
@@ -65,7 +66,7 @@ type pendingReq struct {
 	part   int
 	wait   chan internalResult // the proxy's own request (callSync)
 	turn   *session            // the session whose turn this session.send starts
-	sent   int64               // unix nanoseconds, when a request timeout is set
+	sent   int64               // unix nanoseconds, when a request timeout or metrics are on
 }
 
 // own reports whether the request is the client's own, counted against its limit.
@@ -79,7 +80,11 @@ var (
 
 // newUpstream returns an upstream to b that has not started opening.
 func newUpstream(c *clientConn, b *router.Backend) *upstream {
-	return &upstream{c: c, backend: b, ready: make(chan struct{}), pending: make(map[uint64]pendingReq)}
+	u := &upstream{c: c, backend: b, ready: make(chan struct{}), pending: make(map[uint64]pendingReq)}
+	if c.obs != nil {
+		u.obs = c.obs.Backend(b.Name)
+	}
+	return u
 }
 
 // run opens the connection, then reads the backend until the connection
@@ -230,8 +235,12 @@ func (u *upstream) readLoop() {
 	for {
 		buf, err := u.r.Read()
 		if err != nil {
+			c.srv.noteReadError(err)
 			u.fail(err)
 			return
+		}
+		if u.obs != nil {
+			u.obs.FromBackend(len(buf.B))
 		}
 		// flush: nothing more at hand, so what this reader wrote to the
 		// client goes out after this frame, whether the frame itself is
@@ -290,6 +299,9 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 		buf.Release()
 		return false
 	}
+	if u.obs != nil && p.sent != 0 && p.wait == nil {
+		u.obs.Answered(time.Duration(time.Now().UnixNano() - p.sent))
+	}
 	if p.fan != nil || p.wait != nil {
 		result, rerr := decodeResponse(buf.B)
 		buf.Release()
@@ -304,6 +316,9 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 		p.turn.inTurn.Store(false) // the send was refused: no turn runs
 	}
 	u.c.pending.Add(-1)
+	if m.HasError && u.c.obs != nil {
+		u.c.obs.ErrorAnswer(errorCode(buf.B))
+	}
 	u.c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: p.client}, flush)
 	return true
 }
@@ -363,7 +378,7 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 		return 0, errUpstreamClosed
 	}
 	u.nextID++
-	if u.c.srv.cfg.RequestTimeout > 0 {
+	if u.c.srv.cfg.RequestTimeout > 0 || u.obs != nil {
 		p.sent = time.Now().UnixNano()
 	}
 	u.pending[u.nextID] = p
@@ -373,6 +388,7 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 		// outside the lock could be "ended" by fail with a session.idle of a
 		// turn that was never sent.
 		p.turn.inTurn.Store(true)
+		p.turn.turnStart.Store(p.sent)
 	}
 	if p.own() {
 		u.c.pending.Add(1)
@@ -410,9 +426,14 @@ func (u *upstream) writeWithID(body []byte, span frame.Span, id []byte) error {
 	return err
 }
 
-// roomLocked reports whether n more bytes fit the opening queue; wmu is held.
+// roomLocked reports whether n more bytes fit the opening queue, counting
+// a refusal by that limit when they do not; wmu is held.
 func (u *upstream) roomLocked(n int) bool {
-	return len(u.queue) == 0 || len(u.queue) < maxOpeningQueueFrames && u.queued+n <= maxOpeningQueueBytes
+	if len(u.queue) == 0 || len(u.queue) < maxOpeningQueueFrames && u.queued+n <= maxOpeningQueueBytes {
+		return true
+	}
+	u.c.srv.limitHit(limitOpeningQueue)
+	return false
 }
 
 // writeLocked writes body, its id replaced by id when id is set, to the
@@ -430,6 +451,9 @@ func (u *upstream) writeLocked(body []byte, span frame.Span, id []byte) error {
 		}
 		u.queue = append(u.queue, b)
 		u.queued += len(b.B)
+		if u.obs != nil {
+			u.obs.ToBackend(len(b.B))
+		}
 		return nil
 	}
 	u.armLocked()
@@ -441,6 +465,13 @@ func (u *upstream) writeLocked(body []byte, span frame.Span, id []byte) error {
 	}
 	if err != nil {
 		return err
+	}
+	if u.obs != nil {
+		n := len(body)
+		if id != nil {
+			n += len(id) - int(span.End-span.Start)
+		}
+		u.obs.ToBackend(n)
 	}
 	u.unflushed++
 	if u.unflushed >= maxUnflushed {

@@ -29,6 +29,13 @@ func (c *clientConn) send(f outFrame, flush bool) bool {
 		return false
 	}
 	err := writeOut(c.w, &f)
+	if c.obs != nil {
+		n := len(f.buf.B)
+		if f.idEnd > 0 {
+			n += len(f.id.Bytes()) - int(f.idEnd-f.idStart)
+		}
+		c.obs.ToClient(n)
+	}
 	f.buf.Release()
 	if err == nil && flush {
 		err = c.flushLocked()
