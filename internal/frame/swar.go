@@ -21,21 +21,26 @@ func hasByte(v uint64, c byte) uint64 {
 	return (x - lows) &^ x & highs
 }
 
-// nextQuoteOrEscape returns the index of the first '"' or '\' in b at or
-// after i, looking at most limit bytes ahead, or i+limit (capped at len(b))
-// when there is none within reach.
-func nextQuoteOrEscape(b []byte, i, limit int) int {
-	end := min(i+limit, len(b))
-	for ; i+8 <= end; i += 8 {
+// hasLess sets the high bit of each byte of v below c (c <= 0x80); as with
+// hasByte, only the lowest set bit is exact.
+func hasLess(v uint64, c byte) uint64 {
+	return (v - lows*uint64(c)) &^ v & highs
+}
+
+// nextSpecial returns the index of the first byte at or after i that ends a
+// run of plain string contents: a quote, a backslash or a control byte (which
+// JSON allows only escaped); len(b) when there is none.
+func nextSpecial(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
 		v := binary.LittleEndian.Uint64(b[i:])
-		if m := hasByte(v, '"') | hasByte(v, '\\'); m != 0 {
+		if m := hasByte(v, '"') | hasByte(v, '\\') | hasLess(v, 0x20); m != 0 {
 			return i + bits.TrailingZeros64(m)/8
 		}
 	}
-	for ; i < end; i++ {
-		if c := b[i]; c == '"' || c == '\\' {
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
 			return i
 		}
 	}
-	return end
+	return len(b)
 }

@@ -226,10 +226,19 @@ var errBadInput = errors.New("client sent a message that is not JSON-RPC")
 // returns, so anything kept must be copied.
 func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 	body := buf.B
-	if err := frame.Scan(body, m); err != nil {
-		c.log().Warn("client frame is not a JSON object", "bytes", len(body))
-		c.replyError(nil, &rpcError{Code: codeParseError, Message: "parse error: body is not a JSON object"})
-		return errBadInput
+	// Scan checks the whole body: a frame that is not valid JSON, or not a
+	// JSON-RPC object, is answered here and never reaches a backend. The
+	// stream is still in step (the frame was whole), so the client stays
+	// connected, as with the CLI itself.
+	switch err := frame.Scan(body, m); {
+	case errors.Is(err, frame.ErrSyntax):
+		c.log().Debug("client frame is not valid JSON", "bytes", len(body))
+		c.replyError(replyID(body, m), &rpcError{Code: codeParseError, Message: "parse error: message is not valid JSON"})
+		return nil
+	case err != nil:
+		c.log().Debug("client frame is not a JSON-RPC object", "bytes", len(body))
+		c.replyError(replyID(body, m), &rpcError{Code: codeInvalidRequest, Message: "invalid request: not a JSON-RPC message"})
+		return nil
 	}
 	switch m.Kind {
 	case frame.KindRequest:
@@ -249,8 +258,21 @@ func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 	return nil
 }
 
+// replyID is the id to answer a message the proxy refuses with: the id read
+// from it when it is a string or a number, else none (null), as JSON-RPC asks.
+func replyID(body []byte, m *frame.Meta) []byte {
+	id := m.ID.Of(body)
+	if len(id) == 0 {
+		return nil
+	}
+	if c := id[0]; c == '"' || c == '-' || '0' <= c && c <= '9' {
+		return id
+	}
+	return nil
+}
+
 func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
-	method := m.Method.Of(body)
+	method := methodName(body, m)
 	id := m.ID.Of(body)
 	if !c.connected {
 		if string(method) == "connect" {
@@ -262,8 +284,7 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 			return
 		}
 	}
-	sid, ok := c.sessionID(body, m)
-	route := router.Lookup(method, ok)
+	sid, route := routeOf(body, m)
 	switch route.Class {
 	case router.ClassLocal:
 		c.handleConnect(body, m)
@@ -278,26 +299,49 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 	}
 }
 
+// routeOf classes a request by its method and params.sessionId as the
+// backend will read them: decoded, so that an escape ("runtime\u002eshutdown")
+// cannot pass a method off as another. It returns the decoded session id.
+func routeOf(body []byte, m *frame.Meta) (sid []byte, route router.Route) {
+	sid, ok := sessionID(body, m)
+	return sid, router.Lookup(methodName(body, m), ok)
+}
+
+// methodName returns the message's method, unescaped when it holds an
+// escape (rare: it then allocates).
+func methodName(body []byte, m *frame.Meta) []byte {
+	if !m.MethodEscaped {
+		return m.Method.Of(body)
+	}
+	return unquote(body, m.Method)
+}
+
 // sessionID returns the message's params.sessionId, unescaped when needed.
-func (c *clientConn) sessionID(body []byte, m *frame.Meta) ([]byte, bool) {
+func sessionID(body []byte, m *frame.Meta) ([]byte, bool) {
 	if m.SessionID.Len() == 0 {
 		return nil, false
 	}
-	sid := m.SessionID.Of(body)
-	if m.Escaped {
-		var s string
-		if err := json.Unmarshal(body[m.SessionID.Start-1:m.SessionID.End+1], &s); err == nil {
-			return []byte(s), true
-		}
+	if !m.SessionIDEscaped {
+		return m.SessionID.Of(body), true
 	}
-	return sid, true
+	return unquote(body, m.SessionID), true
+}
+
+// unquote decodes the contents of a JSON string that Scan found (and so
+// checked) in body, as encoding/json does.
+func unquote(body []byte, s frame.Span) []byte {
+	var v string
+	if err := json.Unmarshal(body[s.Start-1:s.End+1], &v); err != nil {
+		return s.Of(body) // cannot happen: Scan checked the string
+	}
+	return []byte(v)
 }
 
 func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 	if !c.connected && c.srv.cfg.Token != "" {
 		return // as the CLI does: nothing is taken before authentication
 	}
-	if sid, ok := c.sessionID(body, m); ok {
+	if sid, ok := sessionID(body, m); ok {
 		s := c.session(sid, false)
 		if s == nil {
 			return
@@ -309,12 +353,13 @@ func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 		u.write(body)
 		return
 	}
-	if string(m.Method.Of(body)) == "$/cancelRequest" {
+	method := methodName(body, m)
+	if string(method) == "$/cancelRequest" {
 		c.forwardCancel(body)
 		return
 	}
 	// Other notifications without a session have no route.
-	c.log().Trace("dropping client notification without a session", "method", string(m.Method.Of(body)))
+	c.log().Trace("dropping client notification without a session", "method", string(method))
 }
 
 // forwardCancel passes a client's $/cancelRequest to the upstream where the

@@ -103,7 +103,7 @@ func (c *clientConn) releaseSessions() {
 // first moving the session if its backend is lost (at once) or no longer
 // its owner on the ring (between turns only).
 func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
-	method := m.Method.Of(body)
+	method := methodName(body, m)
 	id := m.ID.Of(body)
 	s := c.session(sid, true)
 	if s == nil {
