@@ -33,10 +33,9 @@ type clientConn struct {
 	r    *frame.Reader
 	done chan struct{} // closed by shutdown
 
-	wmu       sync.Mutex // guards the write side: w, wdeadline, wfailed
-	w         *frame.Writer
-	wdeadline time.Time
-	wfailed   bool
+	wmu     sync.Mutex // guards the write side: w and wfailed
+	w       *frame.Writer
+	wfailed bool
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // upstream readers and the request-timeout loop
@@ -82,7 +81,7 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		routeKey:  strconv.AppendUint([]byte("client-"), id, 10),
 	}
 	c.r = frame.NewReader(conn, conn, s.cfg.Limits)
-	c.w = frame.NewWriter(conn)
+	c.w = frame.NewWriter(newDeadlineWriter(conn, s.cfg.WriteTimeout))
 	return c
 }
 

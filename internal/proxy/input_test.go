@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 	"github.com/rpcproxy/rpcproxy/internal/router"
@@ -153,4 +154,32 @@ func FuzzRouteOf(f *testing.F) {
 			t.Fatalf("%q: route %v sid %q, encoding/json reads method %q sid %q: route %v", body, got, gotSID, method, sid, want)
 		}
 	})
+}
+
+// Every write starts under a fresh deadline, however large the frame: after
+// the connections sat idle for twice the write timeout, a 1 MiB answer
+// (the session's messages) comes back to the client and a 1 MiB prompt goes
+// to the backend, each the first frame on its connection after the idle
+// time. (A frame larger than the write buffer is written inside Write, not
+// at a flush; with the deadline pushed out only at flushes it went out
+// under the stale one and failed.)
+func TestLargeFramesAfterIdle(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	c := newCluster(t, clusterOptions{backends: 1, writeTimeout: timeout})
+	cl := c.client()
+	createSession(t, cl, "idle-1")
+	prompt := strings.Repeat("large prompt ", (1<<20)/13)
+	if got := turn(t, cl, "idle-1", prompt); !strings.Contains(got, prompt) {
+		t.Fatalf("first turn: got %d bytes", len(got))
+	}
+	time.Sleep(2 * timeout) // idle: every deadline set so far is past
+	var history json.RawMessage
+	cl.mustCall("session.getMessages", map[string]any{"sessionId": "idle-1"}, &history)
+	if len(history) < 1<<20 {
+		t.Fatalf("session.getMessages: %d bytes, want the 1 MiB prompt in it", len(history))
+	}
+	time.Sleep(2 * timeout)
+	if got := turn(t, cl, "idle-1", prompt); !strings.Contains(got, prompt) {
+		t.Fatalf("large turn after idle: got %d bytes", len(got))
+	}
 }

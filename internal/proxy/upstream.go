@@ -27,8 +27,7 @@ type upstream struct {
 	r       *frame.Reader
 	w       *frame.Writer
 
-	writeDeadline time.Time // when the write deadline was last pushed out
-	unflushed     int       // frames written since the last flush
+	unflushed int // frames written since the last flush
 
 	mu      sync.Mutex
 	closed  bool
@@ -69,7 +68,7 @@ func dialUpstream(c *clientConn, b *router.Backend) (*upstream, error) {
 		backend: b,
 		conn:    conn,
 		r:       frame.NewReader(conn, conn, cfg.Limits),
-		w:       frame.NewWriter(conn),
+		w:       frame.NewWriter(newDeadlineWriter(conn, cfg.WriteTimeout)),
 		pending: make(map[uint64]pendingReq),
 	}
 	// Every backend frame is done with (written to the client, decoded or
@@ -95,7 +94,8 @@ func dialUpstream(c *clientConn, b *router.Backend) (*upstream, error) {
 			return nil, err
 		}
 	}
-	_ = conn.SetDeadline(time.Time{})
+	// The write deadline stays: u.w's deadlineWriter keeps it fresh.
+	_ = conn.SetReadDeadline(time.Time{})
 	return u, nil
 }
 
@@ -333,12 +333,7 @@ func (u *upstream) flush() error {
 	if u.w.Buffered() == 0 {
 		return nil
 	}
-	timeout := u.c.srv.cfg.WriteTimeout
-	if now := time.Now(); now.Sub(u.writeDeadline) > timeout/2 {
-		_ = u.conn.SetWriteDeadline(now.Add(timeout))
-		u.writeDeadline = now
-	}
-	return u.w.Flush()
+	return u.w.Flush() // under a fresh write deadline: see deadlineWriter
 }
 
 // fail ends the upstream after an error: every request pending on it is
