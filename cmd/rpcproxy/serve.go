@@ -130,12 +130,14 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 			MaxBody:       cfg.Limits.MaxFrameBytes,
 			MaxHeaderLine: cfg.Limits.MaxHeaderLineBytes,
 			FrameTimeout:  cfg.Limits.FrameTimeout,
+			Budget:        frame.NewBudget(int64(cfg.Limits.MaxBufferedBytes)),
 		},
-		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
-		DialTimeout:      cfg.Upstream.DialTimeout,
-		RequestTimeout:   cfg.Upstream.RequestTimeout,
-		MaxPending:       cfg.Limits.MaxPendingRequests,
-		Logger:           log.Named("proxy"),
+		MaxBodyBeforeConnect: cfg.Limits.MaxUnauthenticatedFrameBytes,
+		HandshakeTimeout:     cfg.Limits.HandshakeTimeout,
+		DialTimeout:          cfg.Upstream.DialTimeout,
+		RequestTimeout:       cfg.Upstream.RequestTimeout,
+		MaxPending:           cfg.Limits.MaxPendingRequests,
+		Logger:               log.Named("proxy"),
 	}, table, checker)
 
 	static := newStaticBackends(checker, log)

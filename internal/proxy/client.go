@@ -80,7 +80,16 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		s2c:       make(map[uint64]s2cEntry),
 		routeKey:  strconv.AppendUint([]byte("client-"), id, 10),
 	}
-	c.r = frame.NewReader(conn, conn, s.cfg.Limits)
+	limits := s.cfg.Limits
+	if s.cfg.Token != "" {
+		// Until connect succeeds a client is a stranger: it may make the
+		// proxy hold only small frames.
+		if limits.MaxBody <= 0 {
+			limits.MaxBody = frame.DefaultMaxBody
+		}
+		limits.MaxBody = min(limits.MaxBody, s.cfg.MaxBodyBeforeConnect)
+	}
+	c.r = frame.NewReader(conn, conn, limits)
 	c.w = frame.NewWriter(newDeadlineWriter(conn, s.cfg.WriteTimeout))
 	return c
 }
@@ -194,6 +203,9 @@ func (c *clientConn) readLoop() error {
 				return nil
 			case first && errors.Is(err, os.ErrDeadlineExceeded):
 				return errNoFirstFrame
+			case errors.Is(err, frame.ErrBudget):
+				// Mid-frame, the stream cannot go on; say why before the close.
+				c.replyError(nil, proxyError(codeOverloaded, "proxy out of memory for unfinished frames", errorData{Retryable: true}))
 			}
 			return err
 		}
@@ -276,6 +288,9 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 	if !c.connected {
 		if string(method) == "connect" {
 			c.handleConnect(body, m)
+			if c.connected && c.srv.cfg.Token != "" {
+				c.r.SetMaxBody(c.srv.cfg.Limits.MaxBody)
+			}
 			return
 		}
 		if c.srv.cfg.Token != "" {
