@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test unit e2e-install e2e demo bench bench-micro clean
+.PHONY: all build test unit fuzz e2e-install e2e demo bench bench-micro clean
 
 all: build
 
@@ -21,6 +21,17 @@ test: unit e2e
 unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+## fuzz: every fuzz target in the module (go test -list 'Fuzz.*' in each
+## package), FUZZTIME (30s) each. Failing inputs land in testdata/fuzz.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz: $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 e2e-install:
 	bash e2e/install.sh
