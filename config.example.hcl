@@ -33,8 +33,23 @@ connection_token = ""
 # Limits: what one client connection may cost the proxy.
 limits {
   # Largest Content-Length accepted from a peer, in bytes; a larger frame
-  # closes the connection. Must be > 0. Default 67108864 (64 MiB).
+  # closes the connection. From 1 to 1073741824 (1 GiB). Default 67108864
+  # (64 MiB).
   max_frame_bytes = 67108864
+
+  # Largest Content-Length accepted from a client before its `connect`
+  # succeeds, when connection_token is set (without a token it does not
+  # apply): a peer that has not authenticated can make the proxy hold
+  # little. From 1024 to 1073741824; above max_frame_bytes, max_frame_bytes
+  # applies. Default 65536 (64 KiB).
+  max_unauthenticated_frame_bytes = 65536
+
+  # Memory held in frames not yet whole, across all connections (clients
+  # and backends), in bytes. A frame's buffer grows as its bytes arrive; a
+  # connection whose frame cannot grow within this budget is closed, the
+  # others go on. At least twice max_frame_bytes. Default 268435456
+  # (256 MiB).
+  max_buffered_bytes = 268435456
 
   # Longest frame header line accepted, in bytes, line terminator included.
   # Between 64 and 32768. Default 8192.

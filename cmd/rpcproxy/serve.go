@@ -156,14 +156,16 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 			MaxBody:       cfg.Limits.MaxFrameBytes,
 			MaxHeaderLine: cfg.Limits.MaxHeaderLineBytes,
 			FrameTimeout:  cfg.Limits.FrameTimeout,
+			Budget:        frame.NewBudget(int64(cfg.Limits.MaxBufferedBytes)),
 		},
-		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
-		DialTimeout:      cfg.Upstream.DialTimeout,
-		RequestTimeout:   cfg.Upstream.RequestTimeout,
-		MaxPending:       cfg.Limits.MaxPendingRequests,
-		OnEmpty:          func(string) { static.emptied() },
-		Logger:           log.Named("proxy"),
-		Observer:         reg.Proxy,
+		MaxBodyBeforeConnect: cfg.Limits.MaxUnauthenticatedFrameBytes,
+		HandshakeTimeout:     cfg.Limits.HandshakeTimeout,
+		DialTimeout:          cfg.Upstream.DialTimeout,
+		RequestTimeout:       cfg.Upstream.RequestTimeout,
+		MaxPending:           cfg.Limits.MaxPendingRequests,
+		OnEmpty:              func(string) { static.emptied() },
+		Logger:               log.Named("proxy"),
+		Observer:             reg.Proxy,
 	}, table, checker)
 
 	static = newStaticBackends(checker, srv.SessionCount, log)

@@ -134,6 +134,8 @@ type fileConfig struct {
 
 type fileLimits struct {
 	MaxFrameBytes      *int           `hcl:"max_frame_bytes,optional"`
+	MaxUnauthFrame     *int           `hcl:"max_unauthenticated_frame_bytes,optional"`
+	MaxBufferedBytes   *int           `hcl:"max_buffered_bytes,optional"`
 	MaxHeaderLineBytes *int           `hcl:"max_header_line_bytes,optional"`
 	FrameTimeout       hcl.Expression `hcl:"frame_timeout,optional"`
 	HandshakeTimeout   hcl.Expression `hcl:"handshake_timeout,optional"`
@@ -202,6 +204,8 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 
 	if l := f.Limits; l != nil {
 		set(&cfg.Limits.MaxFrameBytes, l.MaxFrameBytes)
+		set(&cfg.Limits.MaxUnauthenticatedFrameBytes, l.MaxUnauthFrame)
+		set(&cfg.Limits.MaxBufferedBytes, l.MaxBufferedBytes)
 		set(&cfg.Limits.MaxHeaderLineBytes, l.MaxHeaderLineBytes)
 		diags = append(diags, setDuration(&cfg.Limits.FrameTimeout, l.FrameTimeout)...)
 		diags = append(diags, setDuration(&cfg.Limits.HandshakeTimeout, l.HandshakeTimeout)...)

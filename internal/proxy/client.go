@@ -36,10 +36,9 @@ type clientConn struct {
 	r    *frame.Reader
 	done chan struct{} // closed by shutdown
 
-	wmu       sync.Mutex // guards the write side: w, wdeadline, wfailed
-	w         *frame.Writer
-	wdeadline time.Time
-	wfailed   bool
+	wmu     sync.Mutex // guards the write side: w and wfailed
+	w       *frame.Writer
+	wfailed bool
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // upstream readers and the request-timeout loop
@@ -85,8 +84,17 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		s2c:       make(map[uint64]s2cEntry),
 		routeKey:  strconv.AppendUint([]byte("client-"), id, 10),
 	}
-	c.r = frame.NewReader(conn, conn, s.cfg.Limits)
-	c.w = frame.NewWriter(conn)
+	limits := s.cfg.Limits
+	if s.cfg.Token != "" {
+		// Until connect succeeds a client is a stranger: it may make the
+		// proxy hold only small frames.
+		if limits.MaxBody <= 0 {
+			limits.MaxBody = frame.DefaultMaxBody
+		}
+		limits.MaxBody = min(limits.MaxBody, s.cfg.MaxBodyBeforeConnect)
+	}
+	c.r = frame.NewReader(conn, conn, limits)
+	c.w = frame.NewWriter(newDeadlineWriter(conn, s.cfg.WriteTimeout))
 	return c
 }
 
@@ -244,6 +252,9 @@ func (c *clientConn) readLoop() error {
 				return nil
 			case first && errors.Is(err, os.ErrDeadlineExceeded):
 				return errNoFirstFrame
+			case errors.Is(err, frame.ErrBudget):
+				// Mid-frame, the stream cannot go on; say why before the close.
+				c.replyError(nil, proxyError(codeOverloaded, "proxy out of memory for unfinished frames", errorData{Retryable: true}))
 			}
 			c.srv.noteReadError(err)
 			return err
@@ -282,10 +293,19 @@ func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 	if testHookClientFrame != nil {
 		testHookClientFrame(body)
 	}
-	if err := frame.Scan(body, m); err != nil {
-		c.log().Warn("client frame is not a JSON object", "bytes", len(body))
-		c.replyError(nil, &rpcError{Code: codeParseError, Message: "parse error: body is not a JSON object"})
-		return errBadInput
+	// Scan checks the whole body: a frame that is not valid JSON, or not a
+	// JSON-RPC object, is answered here and never reaches a backend. The
+	// stream is still in step (the frame was whole), so the client stays
+	// connected, as with the CLI itself.
+	switch err := frame.Scan(body, m); {
+	case errors.Is(err, frame.ErrSyntax):
+		c.log().Debug("client frame is not valid JSON", "bytes", len(body))
+		c.replyError(replyID(body, m), &rpcError{Code: codeParseError, Message: "parse error: message is not valid JSON"})
+		return nil
+	case err != nil:
+		c.log().Debug("client frame is not a JSON-RPC object", "bytes", len(body))
+		c.replyError(replyID(body, m), &rpcError{Code: codeInvalidRequest, Message: "invalid request: not a JSON-RPC message"})
+		return nil
 	}
 	switch m.Kind {
 	case frame.KindRequest:
@@ -305,8 +325,21 @@ func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 	return nil
 }
 
+// replyID is the id to answer a message the proxy refuses with: the id read
+// from it when it is a string or a number, else none (null), as JSON-RPC asks.
+func replyID(body []byte, m *frame.Meta) []byte {
+	id := m.ID.Of(body)
+	if len(id) == 0 {
+		return nil
+	}
+	if c := id[0]; c == '"' || c == '-' || '0' <= c && c <= '9' {
+		return id
+	}
+	return nil
+}
+
 func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
-	method := m.Method.Of(body)
+	method := methodName(body, m)
 	id := m.ID.Of(body)
 	if !c.connected {
 		if string(method) == "connect" {
@@ -314,6 +347,9 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 				c.obs.ClientRequest(router.ClassLocal)
 			}
 			c.handleConnect(body, m)
+			if c.connected && c.srv.cfg.Token != "" {
+				c.r.SetMaxBody(c.srv.cfg.Limits.MaxBody)
+			}
 			return
 		}
 		if c.srv.cfg.Token != "" {
@@ -321,8 +357,7 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 			return
 		}
 	}
-	sid, ok := c.sessionID(body, m)
-	route := router.Lookup(method, ok)
+	sid, route := routeOf(body, m)
 	if c.obs != nil {
 		c.obs.ClientRequest(route.Class)
 	}
@@ -340,26 +375,49 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 	}
 }
 
+// routeOf classes a request by its method and params.sessionId as the
+// backend will read them: decoded, so that an escape ("runtime\u002eshutdown")
+// cannot pass a method off as another. It returns the decoded session id.
+func routeOf(body []byte, m *frame.Meta) (sid []byte, route router.Route) {
+	sid, ok := sessionID(body, m)
+	return sid, router.Lookup(methodName(body, m), ok)
+}
+
+// methodName returns the message's method, unescaped when it holds an
+// escape (rare: it then allocates).
+func methodName(body []byte, m *frame.Meta) []byte {
+	if !m.MethodEscaped {
+		return m.Method.Of(body)
+	}
+	return unquote(body, m.Method)
+}
+
 // sessionID returns the message's params.sessionId, unescaped when needed.
-func (c *clientConn) sessionID(body []byte, m *frame.Meta) ([]byte, bool) {
+func sessionID(body []byte, m *frame.Meta) ([]byte, bool) {
 	if m.SessionID.Len() == 0 {
 		return nil, false
 	}
-	sid := m.SessionID.Of(body)
-	if m.Escaped {
-		var s string
-		if err := json.Unmarshal(body[m.SessionID.Start-1:m.SessionID.End+1], &s); err == nil {
-			return []byte(s), true
-		}
+	if !m.SessionIDEscaped {
+		return m.SessionID.Of(body), true
 	}
-	return sid, true
+	return unquote(body, m.SessionID), true
+}
+
+// unquote decodes the contents of a JSON string that Scan found (and so
+// checked) in body, as encoding/json does.
+func unquote(body []byte, s frame.Span) []byte {
+	var v string
+	if err := json.Unmarshal(body[s.Start-1:s.End+1], &v); err != nil {
+		return s.Of(body) // cannot happen: Scan checked the string
+	}
+	return []byte(v)
 }
 
 func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 	if !c.connected && c.srv.cfg.Token != "" {
 		return // as the CLI does: nothing is taken before authentication
 	}
-	if sid, ok := c.sessionID(body, m); ok {
+	if sid, ok := sessionID(body, m); ok {
 		s := c.session(sid, false)
 		if s == nil || c.hold(s, body, false) {
 			return
@@ -373,12 +431,13 @@ func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 		}
 		return
 	}
-	if string(m.Method.Of(body)) == "$/cancelRequest" {
+	method := methodName(body, m)
+	if string(method) == "$/cancelRequest" {
 		c.forwardCancel(body)
 		return
 	}
 	// Other notifications without a session have no route.
-	c.log().Trace("dropping client notification without a session", "method", string(m.Method.Of(body)))
+	c.log().Trace("dropping client notification without a session", "method", string(method))
 }
 
 // forwardCancel passes a client's $/cancelRequest to the upstream where the

@@ -62,7 +62,7 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 		errs:      make([]*rpcError, parts),
 	}
 	if route.Class == router.ClassRegistration {
-		f.reg = &registration{method: string(m.Method.Of(body)), params: paramsOf(body)}
+		f.reg = &registration{method: string(methodName(body, m)), params: paramsOf(body)}
 	}
 	for i, b := range targets {
 		part := i * perTarget

@@ -19,13 +19,21 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
+// DefaultMaxBufferedBytes is the default bound on the bytes held in frames
+// not yet whole, across all of a Server's connections.
+const DefaultMaxBufferedBytes = 256 << 20
+
 // Config tunes a Server. Zero fields take the defaults named.
 type Config struct {
 	// Token is what SDK clients must present in connect. Empty accepts every
 	// client (the CLI's behaviour without COPILOT_CONNECTION_TOKEN).
 	Token string
-	// Limits bound frames read from clients and backends.
+	// Limits bound frames read from clients and backends. A nil
+	// Limits.Budget means one of DefaultMaxBufferedBytes, shared by all.
 	Limits frame.Limits
+	// MaxBodyBeforeConnect caps a client's frames until its connect
+	// succeeds, when Token is set. Default 64 KiB.
+	MaxBodyBeforeConnect int
 	// HandshakeTimeout bounds an upstream connect handshake. Default 10s.
 	HandshakeTimeout time.Duration
 	// DialTimeout bounds dialing a backend. Default 5s.
@@ -63,6 +71,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
+	}
+	if c.MaxBodyBeforeConnect <= 0 {
+		c.MaxBodyBeforeConnect = 64 << 10
+	}
+	if c.Limits.Budget == nil {
+		c.Limits.Budget = frame.NewBudget(DefaultMaxBufferedBytes)
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

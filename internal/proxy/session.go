@@ -124,7 +124,7 @@ func (c *clientConn) releaseSessions() {
 // first moved or reattached by a goroutine of its own: this request and the
 // session's next frames wait for it while the client's other sessions flow.
 func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
-	method := m.Method.Of(body)
+	method := methodName(body, m)
 	id := m.ID.Of(body)
 	s := c.session(sid, true)
 	if s == nil {
@@ -323,7 +323,7 @@ func (c *clientConn) forwardHeld(s *session, body []byte, m *frame.Meta, moveErr
 		s.resume = paramsOf(body)
 		s.inTurn.Store(false)
 	case "session.delete":
-		if sid, ok := c.sessionID(body, m); ok {
+		if sid, ok := sessionID(body, m); ok {
 			c.forgetSession(sid)
 		}
 	}

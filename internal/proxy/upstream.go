@@ -34,13 +34,12 @@ type upstream struct {
 	conn net.Conn
 	r    *frame.Reader
 
-	wmu           sync.Mutex
-	w             *frame.Writer
-	open          bool            // frames go to w; before, to queue
-	queue         []*frame.Buffer // frames written while opening, in order
-	queued        int             // bytes in queue
-	writeDeadline time.Time       // when the write deadline was last pushed out
-	unflushed     int             // frames written since the last flush
+	wmu       sync.Mutex
+	w         *frame.Writer
+	open      bool            // frames go to w; before, to queue
+	queue     []*frame.Buffer // frames written while opening, in order
+	queued    int             // bytes in queue
+	unflushed int             // frames written since the last flush
 
 	mu      sync.Mutex
 	closed  bool
@@ -135,7 +134,7 @@ func (u *upstream) openConn() error {
 	// dropped) before the next is read: bodies can stay in the read buffer.
 	u.r.Lend()
 	u.wmu.Lock()
-	u.w = frame.NewWriter(conn)
+	u.w = frame.NewWriter(newDeadlineWriter(conn, cfg.WriteTimeout))
 	u.wmu.Unlock()
 	_ = conn.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
 	result, err := u.call("connect", c.upstreamConnectParams(u.backend.Token))
@@ -152,12 +151,12 @@ func (u *upstream) openConn() error {
 			return err
 		}
 	}
-	_ = conn.SetDeadline(time.Time{})
+	// The write deadline stays: u.w's deadlineWriter keeps it fresh.
+	_ = conn.SetReadDeadline(time.Time{})
 	u.wmu.Lock()
 	defer u.wmu.Unlock()
 	for i, b := range u.queue {
 		if err == nil {
-			u.armLocked()
 			err = u.w.Write(b.B)
 		}
 		b.Release()
@@ -456,7 +455,6 @@ func (u *upstream) writeLocked(body []byte, span frame.Span, id []byte) error {
 		}
 		return nil
 	}
-	u.armLocked()
 	var err error
 	if id != nil {
 		err = u.w.WriteWithID(body, int(span.Start), int(span.End), id)
@@ -498,20 +496,7 @@ func (u *upstream) flushLocked(force bool) error {
 	if !u.open && !force || u.w.Buffered() == 0 {
 		return nil
 	}
-	u.armLocked()
 	return u.w.Flush()
-}
-
-// armLocked pushes the write deadline out when half of it is spent: every
-// write and flush runs under a deadline at most half stale, whatever the
-// frame's size (a frame larger than the buffer is written inside Write);
-// wmu is held.
-func (u *upstream) armLocked() {
-	timeout := u.c.srv.cfg.WriteTimeout
-	if now := time.Now(); now.Sub(u.writeDeadline) > timeout/2 {
-		_ = u.conn.SetWriteDeadline(now.Add(timeout))
-		u.writeDeadline = now
-	}
 }
 
 // abort closes the upstream because its backend was marked down. It only
@@ -572,7 +557,9 @@ func (u *upstream) fail(err error) {
 		lost = refused // the backend refused the handshake: its own answer
 	} else {
 		c.log().Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
-		if !aborted {
+		// The proxy's own memory budget running out says nothing of the
+		// backend; anything else asks the health checker to look.
+		if !aborted && !errors.Is(err, frame.ErrBudget) {
 			c.srv.suspect(u.backend, err)
 		}
 	}
