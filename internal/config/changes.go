@@ -21,6 +21,8 @@ var settings = []setting{
 	{"limits.frame_timeout", func(c *Config) any { return c.Limits.FrameTimeout }},
 	{"limits.handshake_timeout", func(c *Config) any { return c.Limits.HandshakeTimeout }},
 	{"limits.max_pending_requests", func(c *Config) any { return c.Limits.MaxPendingRequests }},
+	{"limits.max_unauthenticated_frame_bytes", func(c *Config) any { return c.Limits.MaxUnauthenticatedFrameBytes }},
+	{"limits.max_buffered_bytes", func(c *Config) any { return c.Limits.MaxBufferedBytes }},
 	{"upstream.dial_timeout", func(c *Config) any { return c.Upstream.DialTimeout }},
 	{"upstream.request_timeout", func(c *Config) any { return c.Upstream.RequestTimeout }},
 	{"ring.partitions", func(c *Config) any { return c.Ring.Partitions }},
