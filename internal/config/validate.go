@@ -42,6 +42,10 @@ func (c *Config) Validate() error {
 		v.fail("log_level", "%q is not a level; want trace, debug, info, warn or error", c.LogLevel)
 	}
 
+	if c.ShutdownTimeout <= 0 {
+		v.fail("shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
+	}
+
 	l := c.Limits
 	v.positive("limits.max_frame_bytes", l.MaxFrameBytes)
 	if l.MaxHeaderLineBytes < minHeaderLineBytes || l.MaxHeaderLineBytes > maxHeaderLineBytes {
