@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -116,7 +115,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
-		Logger: log.Named("health"),
+		Logger:   log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
@@ -157,27 +156,39 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		go followPool(pool, slots, token, checker, log)
 	}
 
+	var member *gossipMember
 	if cfg.Gossip.Enabled() {
-		node, err := joinAsProxy(ctx, cfg, checker, log)
-		if err != nil {
+		var err error
+		if member, err = joinGossip(ctx, cfg, checker, log); err != nil {
 			return err
 		}
-		defer node.Close()
+		defer member.Close()
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, inherited, err := listenOrInherit(cfg.Listen, log)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
+	}
+	if inherited { // a new process of an upgrade: take clients once they can be served
+		if err := awaitBackends(ctx, table, checker); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	log.Info("rpcproxy listening", "addr", ln.Addr().String(), "backends", table.Ring().Len())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if inherited {
+		notifyReady(log)
+	}
+	upgrades := startUpgrader(ln, cfg, member, log)
+	defer upgrades.Close()
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
-		srv.Close()
-		<-errc
-		return nil
+		upgrades.Close()
+		return stopProxy(srv, errc, cfg.ShutdownTimeout, log)
+	case <-upgrades.HandedOver():
+		return stopProxy(srv, errc, cfg.ShutdownTimeout, log)
 	case err := <-errc:
 		srv.Close()
 		return err
