@@ -170,7 +170,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		return err
 	}
 	if inherited { // a new process of an upgrade: take clients once they can be served
-		if err := awaitBackends(ctx, table, checker); err != nil {
+		if err := awaitBackends(ctx, table, checker, log); err != nil {
 			ln.Close()
 			return err
 		}

@@ -91,7 +91,10 @@ func listenOrInherit(addr string, log hclog.Logger) (ln net.Listener, inherited 
 
 // awaitBackends waits until the ring has a backend (or ctx ends): a new
 // process of an upgrade takes clients only when it can serve them.
-func awaitBackends(ctx context.Context, table *router.Table, checker *health.Checker) error {
+func awaitBackends(ctx context.Context, table *router.Table, checker *health.Checker, log hclog.Logger) error {
+	if table.Ring().Len() == 0 {
+		log.Info("upgrade: waiting for a backend before taking clients")
+	}
 	poll := time.NewTicker(100 * time.Millisecond) // also catch a ring set without a view change
 	defer poll.Stop()
 	for {
