@@ -235,7 +235,7 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 }
 
 // turnLoop runs SDK clients that each connect, create a session, run one
-// turn and leave, until stop (or a bound); it records every failure.
+// turn and leave, until stop or a time bound; it records every failure.
 type turnLoop struct {
 	mu       sync.Mutex
 	turns    int
@@ -244,8 +244,9 @@ type turnLoop struct {
 	wg       sync.WaitGroup
 }
 
-func startTurnLoop(addr string, workers, maxTurns int) *turnLoop {
+func startTurnLoop(addr string, workers int, bound time.Duration) *turnLoop {
 	l := &turnLoop{stop: make(chan struct{})}
+	deadline := time.Now().Add(bound)
 	for w := 0; w < workers; w++ {
 		l.wg.Add(1)
 		go func() {
@@ -256,10 +257,7 @@ func startTurnLoop(addr string, workers, maxTurns int) *turnLoop {
 					return
 				default:
 				}
-				l.mu.Lock()
-				done := l.turns >= maxTurns
-				l.mu.Unlock()
-				if done {
+				if time.Now().After(deadline) {
 					return
 				}
 				err := oneTurn(addr, fmt.Sprintf("loop-%d-%d", w, i))
@@ -345,7 +343,7 @@ func TestSIGUSR2SeamlessUpgrade(t *testing.T) {
 
 	asker := sdkClient(t, listen)
 	q := askTurn(t, asker, "held-turn")
-	loop := startTurnLoop(listen, 4, 2000)
+	loop := startTurnLoop(listen, 4, time.Minute)
 	waitFor(t, "turns before the upgrade", func() bool { return loop.count() >= 20 })
 
 	// Install the new binary at the same path, as a package manager does;
@@ -410,4 +408,91 @@ func TestSIGUSR2SeamlessUpgrade(t *testing.T) {
 	if ws.ExitStatus() != 0 {
 		t.Fatalf("new process exit status %d", ws.ExitStatus())
 	}
+}
+
+// A new process that exits before it is ready changes nothing: the old one
+// logs why and serves on, and a later SIGUSR2 may try again.
+func TestSIGUSR2FailedUpgradeKeepsServing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	const prSetChildSubreaper = 36
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		t.Skipf("cannot become a subreaper: %v", errno)
+	}
+	dir := t.TempDir()
+	bin := buildProxy(t, dir, "rpcproxy", "v1")
+	cfgPath := lifecycleSetup(t, 1, "30s")
+	listen := freeAddr(t)
+	old := startBinary(t, bin, filepath.Join(dir, "proxy.log"), "serve", "--config", cfgPath, "--listen", listen)
+	old.waitLog(t, "rpcproxy listening", 1)
+	c := sdkClient(t, listen)
+	call(t, c, "session.create", map[string]any{"sessionId": "before"})
+
+	// A broken install: the new binary exits at once.
+	if err := os.WriteFile(bin+".new", []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+	old.cmd.Process.Signal(syscall.SIGUSR2)
+	old.waitLog(t, "upgrade failed; this process keeps serving", 1)
+	if !strings.Contains(old.logs(), "exit status 3") {
+		t.Fatal("the reason of the failure is not logged")
+	}
+	// The old process still serves its client and accepts new ones.
+	turnOn(t, c, "before", "after a failed upgrade")
+	c2 := sdkClient(t, listen)
+	call(t, c2, "session.create", map[string]any{"sessionId": "new-client"})
+	turnOn(t, c2, "new-client", "hello")
+
+	// Fixed install: SIGUSR2 again upgrades.
+	if err := os.Rename(buildProxy(t, dir, "rpcproxy.v2", "v2"), bin); err != nil {
+		t.Fatal(err)
+	}
+	old.cmd.Process.Signal(syscall.SIGUSR2)
+	old.waitLog(t, "new process ready", 1)
+	m := newPIDPattern.FindAllStringSubmatch(old.logs(), -1)
+	pid, _ := strconv.Atoi(m[len(m)-1][1])
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+	})
+	c.Close()
+	c2.Close()
+	if code := old.waitExit(t, 15*time.Second); code != 0 {
+		t.Fatalf("old process exit code %d", code)
+	}
+	c3 := sdkClient(t, listen)
+	call(t, c3, "session.resume", map[string]any{"sessionId": "before"})
+	turnOn(t, c3, "before", "through the new process")
+}
+
+// With a managed pool, SIGUSR2 is refused with a reason and the proxy
+// serves on.
+func TestSIGUSR2RefusedWithSpawn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "copilot"), "github.com/rpcproxy/rpcproxy/cmd/fakecli")
+	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build fake copilot: %v\n%s", err, out)
+	}
+	bin := buildProxy(t, dir, "rpcproxy", "v1")
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	listen := freeAddr(t)
+	p := startBinary(t, bin, filepath.Join(dir, "proxy.log"), "serve", "--spawn", "1", "--listen", listen)
+	p.waitLog(t, "rpcproxy listening", 1)
+	p.cmd.Process.Signal(syscall.SIGUSR2)
+	p.waitLog(t, "SIGUSR2 refused", 1)
+	if !strings.Contains(p.logs(), "managed pool") || strings.Contains(p.logs(), "new process started") {
+		t.Fatal("refusal without its reason, or a new process started")
+	}
+	c := sdkClient(t, listen)
+	call(t, c, "session.create", map[string]any{"sessionId": "pooled"})
+	turnOn(t, c, "pooled", "hello")
 }

@@ -33,7 +33,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -175,7 +174,7 @@ func (u *upgrader) Close() {
 
 // attempt is an upgrade in progress.
 type attempt struct {
-	cmd    *exec.Cmd
+	proc   *os.Process
 	result chan error // nil once the new process is ready, else why not
 	cancel chan struct{}
 }
@@ -202,7 +201,7 @@ func (u *upgrader) run(sig chan os.Signal) {
 			case isClosed(u.over):
 				u.log.Warn("SIGUSR2 ignored: this process already handed over to a new one and is draining")
 			case cur != nil:
-				u.log.Warn("SIGUSR2 ignored: an upgrade is in progress", "pid", cur.cmd.Process.Pid)
+				u.log.Warn("SIGUSR2 ignored: an upgrade is in progress", "pid", cur.proc.Pid)
 			default:
 				var err error
 				if cur, err = u.start(); err != nil {
@@ -214,7 +213,7 @@ func (u *upgrader) run(sig chan os.Signal) {
 				result = cur.result
 			}
 		case err := <-result:
-			pid := cur.cmd.Process.Pid
+			pid := cur.proc.Pid
 			cur, result = nil, nil
 			if err != nil {
 				u.log.Error("upgrade failed; this process keeps serving", "pid", pid, "error", err)
@@ -237,40 +236,73 @@ func isClosed(c chan struct{}) bool {
 }
 
 // start starts the new process with the listener and the ready pipe.
+//
+// It uses syscall.ForkExec with the raw descriptors, not os/exec: exec.Cmd
+// takes *os.File and calls Fd on them, which puts the descriptor in
+// blocking mode; the listening socket's mode is shared with this process's
+// own listener, whose Accept would then block in the kernel, and Close
+// with it.
 func (u *upgrader) start() (*attempt, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
-	fl, ok := u.ln.(interface{ File() (*os.File, error) })
+	sc, ok := u.ln.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("listener %T cannot be passed on", u.ln)
 	}
-	lf, err := fl.File() // a copy of the descriptor, blocking mode
+	lraw, err := sc.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("listener descriptor: %w", err)
 	}
-	defer lf.Close()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("ready pipe: %w", err)
 	}
 	defer w.Close() // the new process has its own copy
-	u.gossip.leave()
-	cmd := exec.Command(exe, os.Args[1:]...)
-	cmd.Env = append(withoutUpgradeEnv(os.Environ()), envListenFD+"=3", envReadyFD+"=4")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{lf, w} // descriptors 3 and 4
-	if err := cmd.Start(); err != nil {
+	wraw, err := w.SyscallConn()
+	if err != nil {
 		r.Close()
-		return nil, fmt.Errorf("start %s: %w", exe, err)
+		return nil, fmt.Errorf("ready pipe: %w", err)
 	}
-	u.log.Info("new process started", "pid", cmd.Process.Pid, "path", exe)
-	a := &attempt{cmd: cmd, result: make(chan error, 1), cancel: make(chan struct{})}
+	u.gossip.leave()
+	env := append(withoutUpgradeEnv(os.Environ()), envListenFD+"=3", envReadyFD+"=4")
+	argv := append([]string{exe}, os.Args[1:]...)
+	pid, serr := 0, error(nil)
+	cerr := lraw.Control(func(lfd uintptr) {
+		werr := wraw.Control(func(wfd uintptr) {
+			// Descriptors 0-2 as this process's; 3 the socket, 4 the pipe.
+			pid, serr = syscall.ForkExec(exe, argv, &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2, lfd, wfd}})
+		})
+		if serr == nil {
+			serr = werr
+		}
+	})
+	if serr == nil {
+		serr = cerr
+	}
+	if serr != nil {
+		r.Close()
+		return nil, fmt.Errorf("start %s: %w", exe, serr)
+	}
+	proc, err := os.FindProcess(pid) // on Unix it always succeeds
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("new process %d: %w", pid, err)
+	}
+	u.log.Info("new process started", "pid", pid, "path", exe)
+	a := &attempt{proc: proc, result: make(chan error, 1), cancel: make(chan struct{})}
 	// The reaper ends when the new process does, which may be long after
 	// this one (it is the new proxy): it only collects the exit status.
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan string, 1)
+	go func() {
+		st, err := proc.Wait()
+		if err != nil {
+			exited <- err.Error()
+			return
+		}
+		exited <- st.String()
+	}()
 	u.wg.Add(1)
 	go u.awaitReady(a, r, exited)
 	return a, nil
@@ -279,7 +311,7 @@ func (u *upgrader) start() (*attempt, error) {
 // awaitReady reports on a.result whether the new process wrote its ready
 // byte before it exited, the timeout, or a cancel; a process not ready in
 // time, or cancelled, is sent SIGTERM.
-func (u *upgrader) awaitReady(a *attempt, r *os.File, exited <-chan error) {
+func (u *upgrader) awaitReady(a *attempt, r *os.File, exited <-chan string) {
 	defer u.wg.Done()
 	defer r.Close()
 	readErr := make(chan error, 1)
@@ -299,17 +331,17 @@ func (u *upgrader) awaitReady(a *attempt, r *os.File, exited <-chan error) {
 	case err == nil:
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		select {
-		case werr := <-exited:
-			err = fmt.Errorf("new process exited before it was ready: %v", werr)
+		case status := <-exited:
+			err = fmt.Errorf("new process exited before it was ready: %s", status)
 		case <-time.After(5 * time.Second):
 			err = errors.New("new process closed its ready pipe without being ready")
-			_ = a.cmd.Process.Signal(syscall.SIGTERM)
+			_ = a.proc.Signal(syscall.SIGTERM)
 		}
 	default:
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = fmt.Errorf("new process not ready within %s", upgradeReadyTimeout)
 		}
-		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		_ = a.proc.Signal(syscall.SIGTERM)
 		_ = r.SetReadDeadline(time.Now()) // unblock the reader if still reading
 	}
 	a.result <- err
