@@ -496,3 +496,61 @@ func TestSIGUSR2RefusedWithSpawn(t *testing.T) {
 	call(t, c, "session.create", map[string]any{"sessionId": "pooled"})
 	turnOn(t, c, "pooled", "hello")
 }
+
+// With gossip, the old process leaves the cluster so that the new one can
+// bind the same gossip address; the new one finds the backends through its
+// seeds and takes over.
+func TestSIGUSR2UpgradeWithGossip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	const prSetChildSubreaper = 36
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		t.Skipf("cannot become a subreaper: %v", errno)
+	}
+	dir := t.TempDir()
+	bin := buildProxy(t, dir, "rpcproxy", "v1")
+	next := buildProxy(t, dir, "rpcproxy.next", "v2")
+	cfgPath := filepath.Join(dir, "rpcproxy.hcl")
+	if err := os.WriteFile(cfgPath, []byte("shutdown_timeout = \"30s\"\ngossip { profile = \"fast\" }\nhealth {\n  interval = \"100ms\"\n  timeout = \"100ms\"\n}\nagent { drain_timeout = \"200ms\" }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := fakecli.Listen("127.0.0.1:0", fakecli.Config{Name: "cli-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	agentGossip, proxyGossip, listen := freeAddr(t), freeAddr(t), freeAddr(t)
+	agent := startBinary(t, bin, filepath.Join(dir, "agent.log"), "agent", "--config", cfgPath, "--cli", cli.Addr(), "--bind", agentGossip)
+	agent.waitLog(t, "agent joined gossip cluster", 1)
+	old := startBinary(t, bin, filepath.Join(dir, "proxy.log"), "serve", "--config", cfgPath, "--listen", listen,
+		"--gossip-bind", proxyGossip, "--join", agentGossip)
+	old.waitLog(t, "backend joined", 1)
+	c := sdkClient(t, listen)
+	call(t, c, "session.create", map[string]any{"sessionId": "gossiped"})
+	turnOn(t, c, "gossiped", "before")
+
+	if err := os.Rename(next, bin); err != nil {
+		t.Fatal(err)
+	}
+	old.cmd.Process.Signal(syscall.SIGUSR2)
+	old.waitLog(t, "new process ready", 1)
+	m := newPIDPattern.FindStringSubmatch(old.logs())
+	pid, _ := strconv.Atoi(m[1])
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+	})
+	if strings.Count(old.logs(), "gossip="+proxyGossip+" seeds=") != 2 {
+		t.Fatal("the new process did not join gossip on the old one's address")
+	}
+	turnOn(t, c, "gossiped", "in flight across the hand-over")
+	c.Close()
+	if code := old.waitExit(t, 15*time.Second); code != 0 {
+		t.Fatalf("old process exit code %d", code)
+	}
+	c2 := sdkClient(t, listen)
+	call(t, c2, "session.resume", map[string]any{"sessionId": "gossiped"})
+	turnOn(t, c2, "gossiped", "through the new process")
+}
