@@ -93,8 +93,9 @@ func serve(args []string, stderr io.Writer) error {
 	return runProxy(ctx, cfg, log, reload)
 }
 
-// runProxy runs the proxy until ctx ends, then shuts everything down in
-// order. reload, if set, re-reads the configuration on SIGHUP.
+// runProxy runs the proxy until ctx ends or a new process took over
+// (SIGUSR2, upgrade.go), then drains (shutdown.go) and shuts everything
+// down in order. reload, if set, re-reads the configuration on SIGHUP.
 func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload func() (*config.Config, error)) error {
 	if len(cfg.Backends) == 0 && cfg.Pool.Spawn == 0 && !cfg.Gossip.Enabled() {
 		return errors.New("no backends: give --backend ADDR, --spawn N, --join ADDR, or a config file with backend blocks, pool { spawn = N } or gossip")
@@ -115,7 +116,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
-		Logger:   log.Named("health"),
+		Logger: log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
