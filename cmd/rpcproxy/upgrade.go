@@ -133,7 +133,7 @@ func notifyReady(log hclog.Logger) {
 }
 
 // upgrader starts the new process on SIGUSR2 and hands over to it. Its run
-// goroutine owns every field but handedOver.
+// goroutine owns the attempt in progress (one at most) and closes over.
 type upgrader struct {
 	ln     net.Listener
 	log    hclog.Logger
@@ -175,7 +175,7 @@ func (u *upgrader) Close() {
 // attempt is an upgrade in progress.
 type attempt struct {
 	proc   *os.Process
-	result chan error // nil once the new process is ready, else why not
+	result chan error // receives nil once the new process is ready, else why not
 	cancel chan struct{}
 }
 
