@@ -318,6 +318,35 @@ func oneTurn(addr, sid string) error {
 
 var newPIDPattern = regexp.MustCompile(`new process started: pid=(\d+)`)
 
+// upgradedPID waits for the nth new process p starts on SIGUSR2 and returns
+// its pid; the test stops and reaps it in the end (as subreaper, the test
+// inherits it when p exits).
+func upgradedPID(t *testing.T, p *binProcess, n int) int {
+	t.Helper()
+	p.waitLog(t, "new process started", n)
+	m := newPIDPattern.FindAllStringSubmatch(p.logs(), -1)
+	pid, err := strconv.Atoi(m[n-1][1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+	})
+	return pid
+}
+
+// becomeSubreaper makes the test process the parent of the new process of
+// an upgrade once the old one, its parent, exits.
+func becomeSubreaper(t *testing.T) {
+	t.Helper()
+	const prSetChildSubreaper = 36
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		t.Skipf("cannot become a subreaper: %v", errno)
+	}
+}
+
 // SIGUSR2 during a loop of client connects and turns: the binary installed
 // at the same path starts on the inherited socket, no connection is
 // refused and no turn lost, a second SIGUSR2 starts no second process, the
@@ -327,12 +356,7 @@ func TestSIGUSR2SeamlessUpgrade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
 	}
-	// The new process outlives the old one, its parent: as subreaper this
-	// test gets it as a child, so it can stop and reap it.
-	const prSetChildSubreaper = 36
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		t.Skipf("cannot become a subreaper: %v", errno)
-	}
+	becomeSubreaper(t)
 	dir := t.TempDir()
 	bin := buildProxy(t, dir, "rpcproxy", "v1")
 	next := buildProxy(t, dir, "rpcproxy.next", "v2")
@@ -357,16 +381,9 @@ func TestSIGUSR2SeamlessUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.cmd.Process.Signal(syscall.SIGUSR2)
-	old.waitLog(t, "new process started", 1)
+	pid := upgradedPID(t, old, 1)
 	old.cmd.Process.Signal(syscall.SIGUSR2)
 	old.waitLog(t, "SIGUSR2 ignored: an upgrade is in progress", 1)
-	m := newPIDPattern.FindStringSubmatch(old.logs())
-	pid, _ := strconv.Atoi(m[1])
-	t.Cleanup(func() {
-		syscall.Kill(pid, syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
-	})
 	old.waitLog(t, "new process ready", 1)
 	if n := strings.Count(old.logs(), "new process started"); n != 1 {
 		t.Fatalf("%d new processes started, want 1", n)
@@ -416,10 +433,7 @@ func TestSIGUSR2FailedUpgradeKeepsServing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
 	}
-	const prSetChildSubreaper = 36
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		t.Skipf("cannot become a subreaper: %v", errno)
-	}
+	becomeSubreaper(t)
 	dir := t.TempDir()
 	bin := buildProxy(t, dir, "rpcproxy", "v1")
 	cfgPath := lifecycleSetup(t, 1, "30s")
@@ -452,14 +466,8 @@ func TestSIGUSR2FailedUpgradeKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.cmd.Process.Signal(syscall.SIGUSR2)
+	upgradedPID(t, old, 2)
 	old.waitLog(t, "new process ready", 1)
-	m := newPIDPattern.FindAllStringSubmatch(old.logs(), -1)
-	pid, _ := strconv.Atoi(m[len(m)-1][1])
-	t.Cleanup(func() {
-		syscall.Kill(pid, syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
-	})
 	c.Close()
 	c2.Close()
 	if code := old.waitExit(t, 15*time.Second); code != 0 {
@@ -504,10 +512,7 @@ func TestSIGUSR2UpgradeWithGossip(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
 	}
-	const prSetChildSubreaper = 36
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
-		t.Skipf("cannot become a subreaper: %v", errno)
-	}
+	becomeSubreaper(t)
 	dir := t.TempDir()
 	bin := buildProxy(t, dir, "rpcproxy", "v1")
 	next := buildProxy(t, dir, "rpcproxy.next", "v2")
@@ -534,14 +539,8 @@ func TestSIGUSR2UpgradeWithGossip(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.cmd.Process.Signal(syscall.SIGUSR2)
+	upgradedPID(t, old, 1)
 	old.waitLog(t, "new process ready", 1)
-	m := newPIDPattern.FindStringSubmatch(old.logs())
-	pid, _ := strconv.Atoi(m[1])
-	t.Cleanup(func() {
-		syscall.Kill(pid, syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
-	})
 	if strings.Count(old.logs(), "gossip="+proxyGossip+" seeds=") != 2 {
 		t.Fatal("the new process did not join gossip on the old one's address")
 	}
