@@ -44,6 +44,8 @@ type binProcess struct {
 	logPath string
 	exited  chan struct{}
 	err     error // cmd.Wait's, once exited is closed
+	// reapOnce registers the cleanup of the new processes of upgrades.
+	reapOnce sync.Once
 }
 
 func startBinary(t *testing.T, bin, logPath string, args ...string) *binProcess {
@@ -319,8 +321,9 @@ func oneTurn(addr, sid string) error {
 var newPIDPattern = regexp.MustCompile(`new process started: pid=(\d+)`)
 
 // upgradedPID waits for the nth new process p starts on SIGUSR2 and returns
-// its pid; the test stops and reaps it in the end (as subreaper, the test
-// inherits it when p exits).
+// its pid. In the end the test stops and reaps every new process p logged
+// (as subreaper, the test inherits them when p exits), one started by
+// broken code included.
 func upgradedPID(t *testing.T, p *binProcess, n int) int {
 	t.Helper()
 	p.waitLog(t, "new process started", n)
@@ -329,10 +332,15 @@ func upgradedPID(t *testing.T, p *binProcess, n int) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		syscall.Kill(pid, syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
+	p.reapOnce.Do(func() {
+		t.Cleanup(func() {
+			for _, m := range newPIDPattern.FindAllStringSubmatch(p.logs(), -1) {
+				pid, _ := strconv.Atoi(m[1])
+				syscall.Kill(pid, syscall.SIGKILL)
+				var ws syscall.WaitStatus
+				syscall.Wait4(pid, &ws, 0, nil)
+			}
+		})
 	})
 	return pid
 }
