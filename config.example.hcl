@@ -30,6 +30,14 @@ log_json = false
 # this file. Default "".
 connection_token = ""
 
+# Graceful stop of `rpcproxy serve`: on SIGTERM or SIGINT the proxy stops
+# accepting (new connections are refused), keeps serving its clients and
+# closes each one as soon as it is idle (no turn running, no request in
+# flight); after this long it closes the clients left and exits. A second
+# signal exits at once. The old process of a SIGUSR2 upgrade drains the same
+# way once the new one is ready. Must be > 0. Default "30s".
+shutdown_timeout = "30s"
+
 # Limits: what one client connection may cost the proxy.
 limits {
   # Largest Content-Length accepted from a peer, in bytes; a larger frame

@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/rpcproxy/rpcproxy/internal/health"
-	"github.com/rpcproxy/rpcproxy/internal/membership"
 	"github.com/rpcproxy/rpcproxy/internal/metrics"
 	"github.com/rpcproxy/rpcproxy/internal/proxy"
 	"github.com/rpcproxy/rpcproxy/internal/router"
@@ -19,7 +18,7 @@ import (
 // The admin listener (internal/admin, branch i11-api) mounts what this
 // returns at GET /metrics; call it once per process (it registers
 // collectors on reg).
-func metricsHandler(reg *metrics.Metrics, srv *proxy.Server, checker *health.Checker, table *router.Table, node *membership.Node) http.Handler {
+func metricsHandler(reg *metrics.Metrics, srv *proxy.Server, checker *health.Checker, table *router.Table, member *gossipMember) http.Handler {
 	src := metrics.Sources{
 		Clients:  srv.Clients,
 		Sessions: srv.Sessions,
@@ -27,8 +26,8 @@ func metricsHandler(reg *metrics.Metrics, srv *proxy.Server, checker *health.Che
 		Status:   checker.Status,
 		Ring:     table.Ring,
 	}
-	if node != nil {
-		src.Members = node.Members
+	if member != nil {
+		src.Members = member.Members
 	}
 	reg.Watch(src)
 	return reg.Handler()

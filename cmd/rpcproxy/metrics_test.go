@@ -17,7 +17,7 @@ func TestMetricsHandlerReadsGossipAndRing(t *testing.T) {
 	cli, _, _ := startTestAgent(t, []string{p.node.Addr()}, nil)
 	srv := proxy.New(proxy.Config{}, p.table, p.checker)
 	t.Cleanup(func() { srv.Close() })
-	hs := httptest.NewServer(metricsHandler(metrics.New(), srv, p.checker, p.table, p.node))
+	hs := httptest.NewServer(metricsHandler(metrics.New(), srv, p.checker, p.table, &gossipMember{node: p.node}))
 	t.Cleanup(hs.Close)
 	var s promtest.Scrape
 	waitFor(t, "the agent's backend on the ring, seen in the metrics", func() bool {

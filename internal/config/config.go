@@ -75,6 +75,14 @@ type Config struct {
 	// secret out of files and process listings. Never log it. Default "".
 	ConnectionToken string
 
+	// ShutdownTimeout bounds a graceful stop of `rpcproxy serve`: after
+	// SIGTERM or SIGINT (or, in the old process, after a SIGUSR2 upgrade
+	// whose new process is ready) the proxy stops accepting and keeps
+	// serving its clients until their turns and requests in flight finish,
+	// for at most this long; then it closes the clients left and exits. A
+	// second signal exits at once. Must be > 0. Default 30s.
+	ShutdownTimeout time.Duration
+
 	// Limits bound what one client connection may cost the proxy.
 	Limits Limits
 
@@ -353,8 +361,9 @@ func (g Gossip) Enabled() bool { return g.Bind != "" }
 // says otherwise. Every call returns a new value.
 func Default() *Config {
 	return &Config{
-		Listen:   ":4321",
-		LogLevel: LogInfo,
+		Listen:          ":4321",
+		LogLevel:        LogInfo,
+		ShutdownTimeout: 30 * time.Second,
 		Limits: Limits{
 			MaxFrameBytes:                64 << 20,
 			MaxUnauthenticatedFrameBytes: 64 << 10,

@@ -118,18 +118,19 @@ func diagError(diags hcl.Diagnostics, filename string) error {
 // bad duration is reported at its position.
 
 type fileConfig struct {
-	Listen          *string       `hcl:"listen,optional"`
-	LogLevel        *string       `hcl:"log_level,optional"`
-	LogJSON         *bool         `hcl:"log_json,optional"`
-	ConnectionToken *string       `hcl:"connection_token,optional"`
-	Limits          *fileLimits   `hcl:"limits,block"`
-	Upstream        *fileUpstream `hcl:"upstream,block"`
-	Ring            *fileRing     `hcl:"ring,block"`
-	Backends        []fileBackend `hcl:"backend,block"`
-	Pool            *filePool     `hcl:"pool,block"`
-	Health          *fileHealth   `hcl:"health,block"`
-	Gossip          *fileGossip   `hcl:"gossip,block"`
-	Agent           *fileAgent    `hcl:"agent,block"`
+	Listen          *string        `hcl:"listen,optional"`
+	LogLevel        *string        `hcl:"log_level,optional"`
+	LogJSON         *bool          `hcl:"log_json,optional"`
+	ConnectionToken *string        `hcl:"connection_token,optional"`
+	ShutdownTimeout hcl.Expression `hcl:"shutdown_timeout,optional"`
+	Limits          *fileLimits    `hcl:"limits,block"`
+	Upstream        *fileUpstream  `hcl:"upstream,block"`
+	Ring            *fileRing      `hcl:"ring,block"`
+	Backends        []fileBackend  `hcl:"backend,block"`
+	Pool            *filePool      `hcl:"pool,block"`
+	Health          *fileHealth    `hcl:"health,block"`
+	Gossip          *fileGossip    `hcl:"gossip,block"`
+	Agent           *fileAgent     `hcl:"agent,block"`
 }
 
 type fileLimits struct {
@@ -201,6 +202,7 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 	set(&cfg.LogLevel, f.LogLevel)
 	set(&cfg.LogJSON, f.LogJSON)
 	set(&cfg.ConnectionToken, f.ConnectionToken)
+	diags = append(diags, setDuration(&cfg.ShutdownTimeout, f.ShutdownTimeout)...)
 
 	if l := f.Limits; l != nil {
 		set(&cfg.Limits.MaxFrameBytes, l.MaxFrameBytes)

@@ -60,6 +60,10 @@ func (c *Config) Validate() error {
 		v.fail("log_level", "%q is not a level; want trace, debug, info, warn or error", c.LogLevel)
 	}
 
+	if c.ShutdownTimeout <= 0 {
+		v.fail("shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
+	}
+
 	l := c.Limits
 	if l.MaxFrameBytes < 1 || l.MaxFrameBytes > frame.MaxBodyCap {
 		v.fail("limits.max_frame_bytes", "must be between 1 and %d (1 GiB), got %d", frame.MaxBodyCap, l.MaxFrameBytes)

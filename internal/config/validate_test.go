@@ -96,6 +96,7 @@ func TestValidateBad(t *testing.T) {
 		{"listen named port", func(c *Config) { c.Listen = ":http" }, "listen", "must be a number"},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" }, "log_level", `"verbose" is not a level`},
 		{"log level is case-sensitive", func(c *Config) { c.LogLevel = "INFO" }, "log_level", "not a level"},
+		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout", "must be > 0"},
 		{"zero frame size", func(c *Config) { c.Limits.MaxFrameBytes = 0 }, "limits.max_frame_bytes", "between 1 and 1073741824"},
 		{"negative frame size", func(c *Config) { c.Limits.MaxFrameBytes = -1 }, "limits.max_frame_bytes", "got -1"},
 		{"frame size over 1 GiB", func(c *Config) { c.Limits.MaxFrameBytes = 1<<30 + 1; c.Limits.MaxBufferedBytes = 4 << 30 },

@@ -42,7 +42,21 @@ type clientConn struct {
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // upstream readers and the request-timeout loop
-	pending      atomic.Int64   // requests forwarded and not yet answered
+	// pending counts the client's requests forwarded and not yet answered;
+	// an answer is counted off after it is written to the client. busy
+	// counts the rest of what the client still waits for: fan-outs in
+	// flight and turn ends being written. A draining server closes a
+	// client only when both are zero (drain.go).
+	pending atomic.Int64
+	busy    atomic.Int64
+	// activity counts the client's frames read and the answers and turn
+	// ends written to it: a draining server closes a client only after it
+	// stayed unchanged for a while.
+	activity atomic.Uint64
+	// dispatchMu is held by the reader while it handles one frame, and by
+	// a draining server while it decides to close the client: a frame is
+	// either handled whole or never (closeIfIdle).
+	dispatchMu sync.Mutex
 
 	// reader state
 	connected     bool
@@ -266,16 +280,26 @@ func (c *clientConn) readLoop() error {
 			first = false
 			_ = c.conn.SetReadDeadline(time.Time{})
 		}
+		c.activity.Add(1)
+		c.dispatchMu.Lock()
+		if c.closing() {
+			// A draining server closed the client as idle: this frame was
+			// never handled, so nothing of it reached a backend.
+			c.dispatchMu.Unlock()
+			buf.Release()
+			return nil
+		}
 		fatal := c.dispatch(buf, &m)
 		buf.Release()
-		if fatal != nil {
-			return fatal
-		}
 		// Flush what went to backends unless another whole frame is already
 		// here: a client that sent only part of a frame must not hold back
 		// what came before it.
-		if !c.r.Ready() {
+		if fatal == nil && !c.r.Ready() {
 			c.flushUpstreams()
+		}
+		c.dispatchMu.Unlock()
+		if fatal != nil {
+			return fatal
 		}
 	}
 }

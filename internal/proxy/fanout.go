@@ -53,6 +53,7 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 		perTarget = 2 // getLastId, and session.list to compare times
 	}
 	parts := perTarget * len(targets)
+	c.busy.Add(1) // until finish has answered the client
 	f := &fanOut{
 		c:         c,
 		client:    makeRawID(id),
@@ -102,6 +103,8 @@ func (f *fanOut) deliver(part int, result json.RawMessage, rerr *rpcError) {
 
 func (f *fanOut) finish() {
 	c := f.c
+	defer c.busy.Add(-1)
+	defer c.activity.Add(1)
 	id := f.client.Bytes()
 	var firstErr *rpcError
 	for _, e := range f.errs {

@@ -117,6 +117,10 @@ type Server struct {
 	// that client alone).
 	panics atomic.Uint64
 	done   chan struct{} // closed by Close: stops watchHealth
+	// stopping is closed when the server stops accepting for good
+	// (StopAccepting, Shutdown): see drain.go.
+	stopping  chan struct{}
+	drainOnce sync.Once
 
 	placedMu sync.Mutex
 	counts   map[string]int // sessions placed per backend, over all clients
@@ -131,7 +135,7 @@ type Server struct {
 // New returns a Server routing over table. health may be nil.
 func New(cfg Config, table *router.Table, health Health) *Server {
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, table: table, health: health, done: make(chan struct{}),
+	s := &Server{cfg: cfg, log: cfg.Logger, table: table, health: health, done: make(chan struct{}), stopping: make(chan struct{}),
 		clients: make(map[*clientConn]struct{}), counts: make(map[string]int)}
 	if health != nil {
 		s.wg.Add(1)
@@ -143,13 +147,13 @@ func New(cfg Config, table *router.Table, health Health) *Server {
 // Panics reports the panics recovered while serving clients.
 func (s *Server) Panics() uint64 { return s.panics.Load() }
 
-// ErrServerClosed is returned by Serve after Close.
+// ErrServerClosed is returned by Serve after Close, StopAccepting or Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
 
 // Serve accepts connections on l until Close. It owns l.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.ShuttingDown() {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
@@ -163,7 +167,7 @@ func (s *Server) Serve(l net.Listener) error {
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
-			if closed {
+			if closed || s.ShuttingDown() {
 				return ErrServerClosed
 			}
 			var ne net.Error

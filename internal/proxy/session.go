@@ -440,6 +440,8 @@ func (c *clientConn) setBackend(s *session, b *router.Backend) {
 // knows.
 func (c *clientConn) endTurnsOn(backend string, unstarted map[*session]bool) {
 	var ended []string
+	c.busy.Add(1) // until the turn ends are written (see noteTurnEnd)
+	defer c.busy.Add(-1)
 	c.mu.Lock()
 	for sid, s := range c.sessions {
 		if unstarted[s] {
@@ -493,21 +495,29 @@ func (c *clientConn) existingUpstream(b *router.Backend) *upstream {
 
 var idleEvent = []byte("session.idle")
 
-// noteTurnEnd clears a session's turn when a backend reports session.idle.
-// Called from upstream readers for every notification; Scan already found
-// the event type, so it costs a comparison for everything else.
-func (c *clientConn) noteTurnEnd(body []byte, m *frame.Meta) {
+// noteTurnEnd clears a session's turn when a backend reports session.idle,
+// and reports whether it did: the caller then writes the event and counts
+// c.busy off (counted on here first, so a draining server never sees the
+// turn ended before the client has its session.idle). Called from upstream
+// readers for every notification; Scan already found the event type, so it
+// costs a comparison for everything else.
+func (c *clientConn) noteTurnEnd(body []byte, m *frame.Meta) bool {
 	if m.SessionID.Len() == 0 || !bytes.Equal(m.EventType.Of(body), idleEvent) {
-		return
+		return false
 	}
 	c.mu.Lock()
 	s := c.sessions[string(m.SessionID.Of(body))]
 	c.mu.Unlock()
-	if s != nil && s.inTurn.Swap(false) && c.obs != nil {
+	if s == nil {
+		return false
+	}
+	c.busy.Add(1)
+	if s.inTurn.Swap(false) && c.obs != nil {
 		if t := s.turnStart.Load(); t != 0 {
 			c.obs.TurnEnded(time.Duration(time.Now().UnixNano() - t))
 		}
 	}
+	return true
 }
 
 // internalResult is the answer to a request the proxy sent on its own behalf.

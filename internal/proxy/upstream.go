@@ -268,8 +268,12 @@ func (u *upstream) handle(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 			buf.Release()
 			return false
 		}
-		c.noteTurnEnd(buf.B, m)
+		ended := c.noteTurnEnd(buf.B, m)
 		c.send(outFrame{buf: buf}, flush)
+		if ended {
+			c.activity.Add(1)
+			c.busy.Add(-1)
+		}
 		return true
 	case frame.KindResponse:
 		return u.deliver(buf, m, flush)
@@ -314,11 +318,14 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 	if p.turn != nil && m.HasError {
 		p.turn.inTurn.Store(false) // the send was refused: no turn runs
 	}
-	u.c.pending.Add(-1)
 	if m.HasError && u.c.obs != nil {
 		u.c.obs.ErrorAnswer(errorCode(buf.B))
 	}
 	u.c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: p.client}, flush)
+	// Counted off once written: a draining server never closes the client
+	// between the two.
+	u.c.pending.Add(-1)
+	u.c.activity.Add(1)
 	return true
 }
 
@@ -579,8 +586,8 @@ func (u *upstream) fail(err error) {
 			p.fan.deliver(p.part, nil, lost)
 			continue
 		}
-		c.pending.Add(-1)
 		c.replyError(p.client.Bytes(), lost)
+		c.pending.Add(-1)
 	}
 }
 
