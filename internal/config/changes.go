@@ -15,6 +15,7 @@ var settings = []setting{
 	{"listen", func(c *Config) any { return c.Listen }},
 	{"log_level", func(c *Config) any { return c.LogLevel }},
 	{"log_json", func(c *Config) any { return c.LogJSON }},
+	{"shutdown_timeout", func(c *Config) any { return c.ShutdownTimeout }},
 	{"connection_token", func(c *Config) any { return c.ConnectionToken }},
 	{"limits.max_frame_bytes", func(c *Config) any { return c.Limits.MaxFrameBytes }},
 	{"limits.max_header_line_bytes", func(c *Config) any { return c.Limits.MaxHeaderLineBytes }},
