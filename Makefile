@@ -12,7 +12,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build rpcproxy test unit e2e-install e2e demo bench bench-micro clean
+.PHONY: all build rpcproxy test unit fuzz e2e-install e2e demo bench bench-micro clean
 
 all: build
 
@@ -29,8 +29,20 @@ rpcproxy:
 test: unit e2e
 
 unit:
+	bash scripts/install-prometheus.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+## fuzz: every fuzz target in the module (go test -list 'Fuzz.*' in each
+## package), FUZZTIME (30s) each. Failing inputs land in testdata/fuzz.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz: $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 e2e-install:
 	bash e2e/install.sh

@@ -30,11 +30,34 @@ log_json = false
 # this file. Default "".
 connection_token = ""
 
+# Graceful stop of `rpcproxy serve`: on SIGTERM or SIGINT the proxy stops
+# accepting (new connections are refused), keeps serving its clients and
+# closes each one as soon as it is idle (no turn running, no request in
+# flight); after this long it closes the clients left and exits. A second
+# signal exits at once. The old process of a SIGUSR2 upgrade drains the same
+# way once the new one is ready. Must be > 0. Default "30s".
+shutdown_timeout = "30s"
+
 # Limits: what clients may cost the proxy, per connection and in total.
 limits {
   # Largest Content-Length accepted from a peer, in bytes; a larger frame
-  # closes the connection. Must be > 0. Default 67108864 (64 MiB).
+  # closes the connection. From 1 to 1073741824 (1 GiB). Default 67108864
+  # (64 MiB).
   max_frame_bytes = 67108864
+
+  # Largest Content-Length accepted from a client before its `connect`
+  # succeeds, when connection_token is set (without a token it does not
+  # apply): a peer that has not authenticated can make the proxy hold
+  # little. From 1024 to 1073741824; above max_frame_bytes, max_frame_bytes
+  # applies. Default 65536 (64 KiB).
+  max_unauthenticated_frame_bytes = 65536
+
+  # Memory held in frames not yet whole, across all connections (clients
+  # and backends), in bytes. A frame's buffer grows as its bytes arrive; a
+  # connection whose frame cannot grow within this budget is closed, the
+  # others go on. At least twice max_frame_bytes. Default 268435456
+  # (256 MiB).
+  max_buffered_bytes = 268435456
 
   # Longest frame header line accepted, in bytes, line terminator included.
   # Between 64 and 32768. Default 8192.

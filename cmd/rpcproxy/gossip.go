@@ -109,7 +109,12 @@ func uniqueName(prefix string) string {
 // first claimant of an address) reach the pool, and so receive the backend
 // token and sessions.
 func joinAsProxy(ctx context.Context, cfg *config.Config, checker *health.Checker, log hclog.Logger) (*membership.Node, error) {
-	pool := &gossipPool{checker: checker, token: cfg.Gossip.BackendToken, log: log.Named("gossip"), added: map[string]bool{}}
+	return joinWithPool(ctx, cfg, newGossipPool(cfg, checker, log), log)
+}
+
+// joinWithPool is joinAsProxy feeding an existing pool (a rejoin after a
+// failed upgrade).
+func joinWithPool(ctx context.Context, cfg *config.Config, pool *gossipPool, log hclog.Logger) (*membership.Node, error) {
 	mc, err := gossipConfig(cfg, uniqueName("proxy"), membership.Meta{Role: membership.RoleProxy, Version: metaVersion()}, log)
 	if err != nil {
 		return nil, err
@@ -121,6 +126,10 @@ func joinAsProxy(ctx context.Context, cfg *config.Config, checker *health.Checke
 	}
 	log.Info("joined gossip cluster", "node", node.Name(), "gossip", node.Addr(), "seeds", len(cfg.Gossip.Join))
 	return node, nil
+}
+
+func newGossipPool(cfg *config.Config, checker *health.Checker, log hclog.Logger) *gossipPool {
+	return &gossipPool{checker: checker, token: cfg.Gossip.BackendToken, log: log.Named("gossip"), added: map[string]bool{}}
 }
 
 // gossipPool applies the cluster's backend set to the checker. The ring is

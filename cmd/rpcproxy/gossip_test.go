@@ -26,9 +26,14 @@ func gossipTestConfig(join []string, keys []string) *config.Config {
 	cfg.Gossip.Join = join
 	cfg.Gossip.Encrypt = keys
 	cfg.Gossip.Profile = config.ProfileFast
-	cfg.Health.Interval = 50 * time.Millisecond
-	cfg.Health.Timeout = 50 * time.Millisecond
-	cfg.Agent.DrainTimeout = 300 * time.Millisecond
+	// Quick checks, with a timeout a loaded machine (the race detector,
+	// other tests) does not exceed: a probe that times out twice would show
+	// a draining backend as down.
+	cfg.Health.Interval = 100 * time.Millisecond
+	cfg.Health.Timeout = 100 * time.Millisecond
+	cfg.Health.Fall = 3
+	// Long enough for every proxy to see the drain before the agent leaves.
+	cfg.Agent.DrainTimeout = time.Second
 	return cfg
 }
 

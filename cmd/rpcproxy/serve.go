@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/localpool"
+	"github.com/rpcproxy/rpcproxy/internal/metrics"
 	"github.com/rpcproxy/rpcproxy/internal/proxy"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
@@ -113,8 +113,9 @@ func parseServeFlags(args []string, stderr io.Writer) (configSource, error) {
 	return configSource{path: *configPath, overrides: o}, nil
 }
 
-// runProxy runs the proxy until ctx ends, then shuts everything down in
-// order. Each value on hangups (SIGHUP) reloads src.
+// runProxy runs the proxy until ctx ends or a new process took over
+// (SIGUSR2, upgrade.go), then drains (shutdown.go) and shuts everything
+// down in order. Each value on hangups (SIGHUP) reloads src.
 func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups <-chan struct{}, src configSource) error {
 	if len(cfg.Backends) == 0 && cfg.Pool.Spawn == 0 && !cfg.Gossip.Enabled() {
 		return errors.New("no backends: give --backend ADDR, --spawn N, --join ADDR, or a config file with backend blocks, pool { spawn = N } or gossip")
@@ -132,6 +133,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		srv    *proxy.Server
 		static *staticBackends
 	)
+	reg := metrics.New()
 	checker := health.New(health.Config{
 		Interval: cfg.Health.Interval,
 		Timeout:  cfg.Health.Timeout,
@@ -143,7 +145,8 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 				srv.BackendDraining(name) // logs only
 			}
 		},
-		Logger: log.Named("health"),
+		OnCheck: reg.Health.Check,
+		Logger:  log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
@@ -152,18 +155,21 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 			MaxBody:       cfg.Limits.MaxFrameBytes,
 			MaxHeaderLine: cfg.Limits.MaxHeaderLineBytes,
 			FrameTimeout:  cfg.Limits.FrameTimeout,
+			Budget:        frame.NewBudget(int64(cfg.Limits.MaxBufferedBytes)),
 		},
-		HandshakeTimeout:    cfg.Limits.HandshakeTimeout,
-		DialTimeout:         cfg.Upstream.DialTimeout,
-		RequestTimeout:      cfg.Upstream.RequestTimeout,
-		MaxPending:          cfg.Limits.MaxPendingRequests,
-		MaxConnections:      cfg.Limits.MaxConnections,
-		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
-		MaxSessions:         cfg.Limits.MaxSessionsPerClient,
-		MaxSessionParams:    cfg.Limits.MaxSessionParamsBytes,
-		ClientIdleTimeout:   cfg.Limits.ClientIdleTimeout,
-		OnEmpty:             func(string) { static.emptied() },
-		Logger:              log.Named("proxy"),
+		MaxBodyBeforeConnect: cfg.Limits.MaxUnauthenticatedFrameBytes,
+		HandshakeTimeout:     cfg.Limits.HandshakeTimeout,
+		DialTimeout:          cfg.Upstream.DialTimeout,
+		RequestTimeout:       cfg.Upstream.RequestTimeout,
+		MaxPending:           cfg.Limits.MaxPendingRequests,
+		MaxConnections:       cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP:  cfg.Limits.MaxConnectionsPerIP,
+		MaxSessions:          cfg.Limits.MaxSessionsPerClient,
+		MaxSessionParams:     cfg.Limits.MaxSessionParamsBytes,
+		ClientIdleTimeout:    cfg.Limits.ClientIdleTimeout,
+		OnEmpty:              func(string) { static.emptied() },
+		Logger:               log.Named("proxy"),
+		Observer:             reg.Proxy,
 	}, table, checker)
 
 	static = newStaticBackends(checker, srv.SessionCount, log)
@@ -202,27 +208,42 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		go followPool(pool, slots, token, checker, log)
 	}
 
+	var member *gossipMember
 	if cfg.Gossip.Enabled() {
-		node, err := joinAsProxy(ctx, cfg, checker, log)
-		if err != nil {
+		var err error
+		if member, err = joinGossip(ctx, cfg, checker, log); err != nil {
 			return err
 		}
-		defer node.Close()
+		defer member.Close()
 	}
+	// GET /metrics. The admin listener (internal/admin, branch i11-api)
+	// mounts this handler; until it is merged nothing serves it.
+	_ = metricsHandler(reg, srv, checker, table, member)
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, inherited, err := listenOrInherit(cfg.Listen, log)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
+	}
+	if inherited { // a new process of an upgrade: take clients once they can be served
+		if err := awaitBackends(ctx, table, checker, log); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	log.Info("rpcproxy listening", "addr", ln.Addr().String(), "backends", table.Ring().Len())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if inherited {
+		notifyReady(log)
+	}
+	upgrades := startUpgrader(ln, cfg, member, log)
+	defer upgrades.Close()
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
-		srv.Close()
-		<-errc
-		return nil
+		upgrades.Close()
+		return stopProxy(srv, errc, cfg.ShutdownTimeout, log)
+	case <-upgrades.HandedOver():
+		return stopProxy(srv, errc, cfg.ShutdownTimeout, log)
 	case err := <-errc:
 		srv.Close()
 		return err

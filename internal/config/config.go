@@ -75,6 +75,14 @@ type Config struct {
 	// secret out of files and process listings. Never log it. Default "".
 	ConnectionToken string
 
+	// ShutdownTimeout bounds a graceful stop of `rpcproxy serve`: after
+	// SIGTERM or SIGINT (or, in the old process, after a SIGUSR2 upgrade
+	// whose new process is ready) the proxy stops accepting and keeps
+	// serving its clients until their turns and requests in flight finish,
+	// for at most this long; then it closes the clients left and exits. A
+	// second signal exits at once. Must be > 0. Default 30s.
+	ShutdownTimeout time.Duration
+
 	// Limits bound what clients may cost the proxy.
 	Limits Limits
 
@@ -114,8 +122,25 @@ type Config struct {
 // documentation says what zero means.
 type Limits struct {
 	// MaxFrameBytes is the largest Content-Length accepted from a peer, in
-	// bytes; a larger frame closes the connection. Default 67108864 (64 MiB).
+	// bytes; a larger frame closes the connection. At most 1073741824
+	// (1 GiB). Default 67108864 (64 MiB).
 	MaxFrameBytes int
+
+	// MaxUnauthenticatedFrameBytes is the largest Content-Length accepted
+	// from a client before its `connect` succeeds, when ConnectionToken is
+	// set (without a token it does not apply): a peer that has not
+	// authenticated can make the proxy hold little. Between 1024 and
+	// 1073741824; above MaxFrameBytes, MaxFrameBytes applies. Default 65536
+	// (64 KiB).
+	MaxUnauthenticatedFrameBytes int
+
+	// MaxBufferedBytes bounds the memory held in frames not yet whole,
+	// across all connections (clients and backends): a frame's buffer
+	// grows as its bytes arrive, and a connection whose frame cannot grow
+	// within this budget is closed; the others go on. At least twice
+	// MaxFrameBytes (a buffer doubles as it grows). Default 268435456
+	// (256 MiB).
+	MaxBufferedBytes int
 
 	// MaxHeaderLineBytes is the longest frame header line accepted, in bytes,
 	// terminator included. At most 32768 (the frame reader's buffer).
@@ -377,17 +402,20 @@ func (g Gossip) Enabled() bool { return g.Bind != "" }
 // says otherwise. Every call returns a new value.
 func Default() *Config {
 	return &Config{
-		Listen:   ":4321",
-		LogLevel: LogInfo,
+		Listen:          ":4321",
+		LogLevel:        LogInfo,
+		ShutdownTimeout: 30 * time.Second,
 		Limits: Limits{
-			MaxFrameBytes:         64 << 20,
-			MaxHeaderLineBytes:    8 << 10,
-			FrameTimeout:          30 * time.Second,
-			HandshakeTimeout:      10 * time.Second,
-			MaxPendingRequests:    4096,
-			MaxConnections:        16384,
-			MaxSessionsPerClient:  10000,
-			MaxSessionParamsBytes: 1 << 20,
+			MaxFrameBytes:                64 << 20,
+			MaxUnauthenticatedFrameBytes: 64 << 10,
+			MaxBufferedBytes:             256 << 20,
+			MaxHeaderLineBytes:           8 << 10,
+			FrameTimeout:                 30 * time.Second,
+			HandshakeTimeout:             10 * time.Second,
+			MaxPendingRequests:           4096,
+			MaxConnections:               16384,
+			MaxSessionsPerClient:         10000,
+			MaxSessionParamsBytes:        1 << 20,
 		},
 		Upstream: Upstream{
 			DialTimeout: 5 * time.Second,

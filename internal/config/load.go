@@ -118,22 +118,25 @@ func diagError(diags hcl.Diagnostics, filename string) error {
 // bad duration is reported at its position.
 
 type fileConfig struct {
-	Listen          *string       `hcl:"listen,optional"`
-	LogLevel        *string       `hcl:"log_level,optional"`
-	LogJSON         *bool         `hcl:"log_json,optional"`
-	ConnectionToken *string       `hcl:"connection_token,optional"`
-	Limits          *fileLimits   `hcl:"limits,block"`
-	Upstream        *fileUpstream `hcl:"upstream,block"`
-	Ring            *fileRing     `hcl:"ring,block"`
-	Backends        []fileBackend `hcl:"backend,block"`
-	Pool            *filePool     `hcl:"pool,block"`
-	Health          *fileHealth   `hcl:"health,block"`
-	Gossip          *fileGossip   `hcl:"gossip,block"`
-	Agent           *fileAgent    `hcl:"agent,block"`
+	Listen          *string        `hcl:"listen,optional"`
+	LogLevel        *string        `hcl:"log_level,optional"`
+	LogJSON         *bool          `hcl:"log_json,optional"`
+	ConnectionToken *string        `hcl:"connection_token,optional"`
+	ShutdownTimeout hcl.Expression `hcl:"shutdown_timeout,optional"`
+	Limits          *fileLimits    `hcl:"limits,block"`
+	Upstream        *fileUpstream  `hcl:"upstream,block"`
+	Ring            *fileRing      `hcl:"ring,block"`
+	Backends        []fileBackend  `hcl:"backend,block"`
+	Pool            *filePool      `hcl:"pool,block"`
+	Health          *fileHealth    `hcl:"health,block"`
+	Gossip          *fileGossip    `hcl:"gossip,block"`
+	Agent           *fileAgent     `hcl:"agent,block"`
 }
 
 type fileLimits struct {
 	MaxFrameBytes         *int           `hcl:"max_frame_bytes,optional"`
+	MaxUnauthFrame        *int           `hcl:"max_unauthenticated_frame_bytes,optional"`
+	MaxBufferedBytes      *int           `hcl:"max_buffered_bytes,optional"`
 	MaxHeaderLineBytes    *int           `hcl:"max_header_line_bytes,optional"`
 	FrameTimeout          hcl.Expression `hcl:"frame_timeout,optional"`
 	HandshakeTimeout      hcl.Expression `hcl:"handshake_timeout,optional"`
@@ -204,9 +207,12 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 	set(&cfg.LogLevel, f.LogLevel)
 	set(&cfg.LogJSON, f.LogJSON)
 	set(&cfg.ConnectionToken, f.ConnectionToken)
+	diags = append(diags, setDuration(&cfg.ShutdownTimeout, f.ShutdownTimeout)...)
 
 	if l := f.Limits; l != nil {
 		set(&cfg.Limits.MaxFrameBytes, l.MaxFrameBytes)
+		set(&cfg.Limits.MaxUnauthenticatedFrameBytes, l.MaxUnauthFrame)
+		set(&cfg.Limits.MaxBufferedBytes, l.MaxBufferedBytes)
 		set(&cfg.Limits.MaxHeaderLineBytes, l.MaxHeaderLineBytes)
 		diags = append(diags, setDuration(&cfg.Limits.FrameTimeout, l.FrameTimeout)...)
 		diags = append(diags, setDuration(&cfg.Limits.HandshakeTimeout, l.HandshakeTimeout)...)

@@ -45,7 +45,8 @@ connection_token = "s3cret"
 		},
 		{
 			name: "every duration",
-			src: `limits {
+			src: `shutdown_timeout = "45s"
+limits {
   frame_timeout     = "0s"
   handshake_timeout = "250ms"
   client_idle_timeout = "5m"
@@ -60,6 +61,7 @@ health {
 }
 `,
 			want: func(c *Config) {
+				c.ShutdownTimeout = 45 * time.Second
 				c.Limits.FrameTimeout = 0
 				c.Limits.HandshakeTimeout = 250 * time.Millisecond
 				c.Limits.ClientIdleTimeout = 5 * time.Minute

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/rpcproxy/rpcproxy/internal/frame"
 )
 
 // Bounds that Validate enforces beyond "positive".
@@ -17,6 +19,8 @@ const (
 	maxHeaderLineBytes = 32 << 10
 	// minHeaderLineBytes leaves room for "Content-Length: <max>\r\n".
 	minHeaderLineBytes = 64
+	// minUnauthFrameBytes leaves room for a connect request with its token.
+	minUnauthFrameBytes = 1 << 10
 	// maxSpawn bounds the managed pool.
 	maxSpawn = 256
 )
@@ -56,8 +60,22 @@ func (c *Config) Validate() error {
 		v.fail("log_level", "%q is not a level; want trace, debug, info, warn or error", c.LogLevel)
 	}
 
+	if c.ShutdownTimeout <= 0 {
+		v.fail("shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
+	}
+
 	l := c.Limits
-	v.positive("limits.max_frame_bytes", l.MaxFrameBytes)
+	if l.MaxFrameBytes < 1 || l.MaxFrameBytes > frame.MaxBodyCap {
+		v.fail("limits.max_frame_bytes", "must be between 1 and %d (1 GiB), got %d", frame.MaxBodyCap, l.MaxFrameBytes)
+	}
+	if l.MaxUnauthenticatedFrameBytes < minUnauthFrameBytes || l.MaxUnauthenticatedFrameBytes > frame.MaxBodyCap {
+		v.fail("limits.max_unauthenticated_frame_bytes", "must be between %d and %d, got %d",
+			minUnauthFrameBytes, frame.MaxBodyCap, l.MaxUnauthenticatedFrameBytes)
+	}
+	if l.MaxBufferedBytes < 2*l.MaxFrameBytes || l.MaxBufferedBytes <= 0 {
+		v.fail("limits.max_buffered_bytes", "must be at least twice limits.max_frame_bytes (%d; a frame's buffer doubles as it arrives), got %d",
+			2*l.MaxFrameBytes, l.MaxBufferedBytes)
+	}
 	if l.MaxHeaderLineBytes < minHeaderLineBytes || l.MaxHeaderLineBytes > maxHeaderLineBytes {
 		v.fail("limits.max_header_line_bytes", "must be between %d and %d, got %d",
 			minHeaderLineBytes, maxHeaderLineBytes, l.MaxHeaderLineBytes)

@@ -101,8 +101,14 @@ func FuzzQuickHeader(f *testing.F) {
 		if n < 0 {
 			return
 		}
-		r := NewReader(bytes.NewReader(data), nil, Limits{MaxBody: math.MaxInt})
+		r := NewReader(bytes.NewReader(data), nil, Limits{MaxBody: math.MaxInt}) // capped at MaxBodyCap
 		got, err := r.readHeader()
+		if n > MaxBodyCap {
+			if !errors.Is(err, ErrBodyTooLarge) {
+				t.Fatalf("quickHeader(%q) = %d over MaxBodyCap; readHeader = %d, %v", data, n, got, err)
+			}
+			return
+		}
 		if err != nil || got != n || r.in.r != end {
 			t.Fatalf("quickHeader(%q) = %d, %d; readHeader = %d, %v at %d", data, end, n, got, err, r.in.r)
 		}

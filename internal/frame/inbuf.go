@@ -114,6 +114,37 @@ func (b *inbuf) line() []byte {
 	return nil
 }
 
+// read copies what is buffered into p; with nothing buffered, it reads
+// from src once, straight into p. The large buffer goes back to its pool as
+// soon as it is empty: a body read this way may take long to arrive.
+func (b *inbuf) read(p []byte) (int, error) {
+	if b.buffered() > 0 {
+		n := copy(p, b.bytes())
+		b.r += n
+		b.release()
+		return n, nil
+	}
+	b.release()
+	if b.err != nil {
+		return 0, b.err
+	}
+	for range 100 {
+		n, err := b.src.Read(p)
+		if err != nil {
+			b.err = err
+			if n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+	b.err = io.ErrNoProgress
+	return 0, b.err
+}
+
 // readFull fills p from the buffer, refilling it in large reads (which may
 // bring the next frames too); the rest of a very large body is read straight
 // into p so it is not copied twice.

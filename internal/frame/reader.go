@@ -15,8 +15,11 @@ import (
 
 // Defaults for Limits fields left zero.
 const (
-	DefaultMaxBody       = 64 << 20 // 64 MiB
-	DefaultMaxHeaderLine = 8 << 10  // 8 KiB
+	DefaultMaxBody = 64 << 20 // 64 MiB
+	// MaxBodyCap is the largest MaxBody allowed: a Span indexes a body with
+	// int32s.
+	MaxBodyCap           = 1 << 30 // 1 GiB
+	DefaultMaxHeaderLine = 8 << 10 // 8 KiB
 	DefaultMaxHeaders    = 32
 	// readBufferSize is the large buffer a busy Reader borrows: big enough
 	// to take several large frames in one read system call.
@@ -26,6 +29,9 @@ const (
 	// directReadSize is the body size from which a Reader reads the rest of
 	// a body straight into it instead of through its buffer.
 	directReadSize = 64 << 10
+	// growFrom is the buffer a body that is not all here starts in; it
+	// doubles as the bytes arrive, up to the body's length.
+	growFrom = 32 << 10
 )
 
 // Sentinel errors a caller branches on. Every error but io.EOF means the
@@ -37,12 +43,14 @@ var (
 	ErrNoLength        = errors.New("frame: missing Content-Length")
 	ErrBodyTooLarge    = errors.New("frame: Content-Length over limit")
 	ErrStalled         = errors.New("frame: peer stalled in the middle of a frame")
+	ErrBudget          = errors.New("frame: memory budget for unfinished frames exhausted")
 )
 
 // Limits bound what a Reader accepts from its peer. The zero value means the
-// defaults above and no stall timeout.
+// defaults above, no stall timeout and no shared budget.
 type Limits struct {
-	// MaxBody is the largest Content-Length accepted. Zero means DefaultMaxBody.
+	// MaxBody is the largest Content-Length accepted. Zero means
+	// DefaultMaxBody; values above MaxBodyCap are capped there.
 	MaxBody int
 	// MaxHeaderLine is the longest header line accepted, terminator included.
 	// Zero means DefaultMaxHeaderLine; values above 32 KiB are capped there.
@@ -51,12 +59,16 @@ type Limits struct {
 	// A peer that sends part of a frame and stalls gets ErrStalled. Zero
 	// disables the check. It needs a Deadliner passed to NewReader.
 	FrameTimeout time.Duration
+	// Budget, shared by many Readers, bounds the bytes they hold in bodies
+	// not yet whole. Nil means no bound but the MaxBody of each.
+	Budget *Budget
 }
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxBody <= 0 {
 		l.MaxBody = DefaultMaxBody
 	}
+	l.MaxBody = min(l.MaxBody, MaxBodyCap)
 	if l.MaxHeaderLine <= 0 {
 		l.MaxHeaderLine = DefaultMaxHeaderLine
 	}
@@ -82,17 +94,28 @@ type Reader struct {
 	// the last one was, and the buffer holding it is kept until the next Read.
 	lend, lent bool
 	view       Buffer
+	budget     *Budget // nil: no shared bound
 }
 
 // NewReader returns a Reader over r. dl may be nil; it is used only when
 // limits.FrameTimeout is set.
 func NewReader(r io.Reader, dl Deadliner, limits Limits) *Reader {
-	return &Reader{in: inbuf{src: r}, limits: limits.withDefaults(), dl: dl}
+	l := limits.withDefaults()
+	return &Reader{in: inbuf{src: r}, limits: l, dl: dl, budget: l.Budget}
 }
 
 // Buffered reports how many bytes are read from the peer and not yet returned.
 // A forwarder flushes its writes when this is zero: nothing more is at hand.
 func (r *Reader) Buffered() int { return r.in.buffered() }
+
+// SetMaxBody changes the largest Content-Length accepted from the next
+// frame on, as Limits.MaxBody does (zero means DefaultMaxBody): a server
+// that takes only small frames before a peer authenticates raises it after.
+func (r *Reader) SetMaxBody(n int) {
+	l := r.limits
+	l.MaxBody = n
+	r.limits = l.withDefaults()
+}
 
 // Lend makes Read return a body that is already whole in the read buffer in
 // place, without copying it out: the Buffer is then valid only until the next
@@ -130,19 +153,76 @@ func (r *Reader) Read() (*Buffer, error) {
 		r.clearDeadline()
 		return &r.view, nil
 	}
-	buf := Get(n)
 	if n > r.in.buffered() {
-		r.armDeadline()
+		return r.readBody(n)
 	}
-	if err := r.in.readFull(buf.B); err != nil {
-		buf.Release()
-		err = r.mapErr(err) // before clearDeadline: mapErr needs to know it was armed
-		r.clearDeadline()
-		return nil, err
-	}
+	buf := Get(n)
+	r.in.r += copy(buf.B, r.in.bytes())
 	r.clearDeadline()
 	r.in.release()
 	return buf, nil
+}
+
+// readBody reads a body of n bytes that is not all buffered yet. Memory
+// follows the bytes received: the body's buffer starts at growFrom and
+// doubles as they arrive, so a peer that announces a large frame and sends
+// little of it holds little. Every byte held counts against the Budget
+// until the body is whole.
+func (r *Reader) readBody(n int) (*Buffer, error) {
+	r.armDeadline()
+	buf, err := r.grow(nil, n, min(n, max(growFrom, r.in.buffered())))
+	got := 0
+	for err == nil {
+		if len(buf.B) == n {
+			// Room for all of it: the rest comes in large reads, or
+			// straight into the body when it is large.
+			if err = r.in.readFull(buf.B[got:]); err == nil {
+				r.budget.give(len(buf.B))
+				r.clearDeadline()
+				r.in.release()
+				return buf, nil
+			}
+			break
+		}
+		if got == len(buf.B) {
+			buf, err = r.grow(buf, n, min(n, 2*len(buf.B)))
+			continue
+		}
+		var k int
+		k, err = r.in.read(buf.B[got:])
+		got += k
+	}
+	r.dropBody(buf)
+	err = r.mapErr(err) // before clearDeadline: mapErr needs to know it was armed
+	r.clearDeadline()
+	return nil, err
+}
+
+// grow returns a buffer of size bytes holding old's bytes, and moves old's
+// share of the budget to it. The budget counts the bytes a body can hold,
+// not the pool's rounding up: pages of a fresh buffer cost memory only once
+// written. On error old is released.
+func (r *Reader) grow(old *Buffer, n, size int) (*Buffer, error) {
+	buf := Get(size)
+	if !r.budget.take(len(buf.B)) {
+		buf.Release()
+		r.dropBody(old)
+		return nil, fmt.Errorf("%w: %d bytes held, %d more needed for a %d-byte frame",
+			ErrBudget, r.budget.Used(), size, n)
+	}
+	if old != nil {
+		copy(buf.B, old.B)
+		r.dropBody(old)
+	}
+	return buf, nil
+}
+
+// dropBody releases a body's buffer and gives its bytes back to the budget.
+func (r *Reader) dropBody(buf *Buffer) {
+	if buf != nil {
+		r.budget.give(len(buf.B))
+		buf.Release()
+	}
 }
 
 var contentLength = []byte("content-length")

@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"errors"
+	"fmt"
 )
 
 // Kind says what a JSON-RPC message is, from the members it has.
@@ -27,8 +28,18 @@ func (k Kind) String() string {
 	return "invalid"
 }
 
-// ErrNotJSON reports a body that is not a JSON object.
-var ErrNotJSON = errors.New("frame: body is not a JSON object")
+// ErrNotJSON reports a body that is not a JSON object (or whose method is
+// not a string). ErrSyntax, which wraps it, reports a body that is not valid
+// JSON at all: JSON-RPC answers those with a parse error (-32700), the other
+// ones with an invalid request (-32600).
+var (
+	ErrNotJSON = errors.New("frame: body is not a JSON object")
+	ErrSyntax  = fmt.Errorf("%w: invalid JSON", ErrNotJSON)
+)
+
+// maxDepth is the deepest nesting of objects and arrays Scan accepts, as
+// encoding/json's: deeper input is refused as invalid, not walked.
+const maxDepth = 10000
 
 // Span is a half-open byte range [Start, End) of a body. The zero Span is absent.
 type Span struct{ Start, End int32 }
@@ -53,16 +64,21 @@ type Meta struct {
 	// params.event is an object (a session.event notification); it is raw
 	// (escapes are not decoded).
 	EventType Span
-	// Escaped reports that Method or SessionID holds a JSON escape; callers
-	// that need the exact text must unquote it (rare: both are plain ASCII in practice).
-	Escaped bool
+	// MethodEscaped and SessionIDEscaped report that Method or SessionID
+	// holds a JSON escape: a caller that decides on the name must unquote it
+	// first (rare: both are plain ASCII in practice), as every JSON parser
+	// behind the proxy will.
+	MethodEscaped, SessionIDEscaped bool
 	// HasResult and HasError report the members of a response.
 	HasResult, HasError bool
 }
 
 // Scan fills m from the top-level members of body and the top-level members
-// of params. Large values (event payloads) are skipped, not decoded; Scan
-// allocates nothing.
+// of params, and checks that body is valid JSON (as json.Valid does:
+// grammar, escapes, control bytes and nesting depth; not UTF-8). Large
+// values (event payloads) are validated, not decoded; Scan allocates nothing
+// unless the nesting is deeper than 64. On ErrSyntax, m holds what was
+// found before the error (an id, when one came first).
 func Scan(body []byte, m *Meta) error {
 	s := scanner{b: body}
 	return s.scan(m)
@@ -143,22 +159,32 @@ func closingQuote(b []byte, i int) int {
 func (s *scanner) scan(m *Meta) error {
 	*m = Meta{}
 	s.ws()
-	if !s.eat('{') {
-		return ErrNotJSON
+	if !s.at('{') {
+		// A valid JSON value that is not an object is not JSON-RPC (a batch,
+		// say); anything else is not JSON.
+		if s.skip() && s.end() {
+			return ErrNotJSON
+		}
+		return ErrSyntax
 	}
+	s.i++
+	s.depth = 1
 	s.ws()
 	if s.eat('}') {
+		if !s.end() {
+			return ErrSyntax
+		}
 		return s.finish(m)
 	}
 	for {
 		s.ws()
 		key, esc, ok := s.str()
 		if !ok {
-			return ErrNotJSON
+			return ErrSyntax
 		}
 		s.ws()
 		if !s.eat(':') {
-			return ErrNotJSON
+			return ErrSyntax
 		}
 		s.ws()
 		start := s.i
@@ -167,22 +193,30 @@ func (s *scanner) scan(m *Meta) error {
 		switch {
 		case keyIs(key, esc, keyID):
 			if !s.skip() {
-				return ErrNotJSON
+				return ErrSyntax
 			}
 			s.hasID = true
 			m.ID = Span{int32(start), int32(s.i)}
 		case keyIs(key, esc, keyMethod):
+			if !s.at('"') {
+				m.Method, s.methodEsc, s.notice = Span{}, false, noticeNone
+				s.badMethod = true
+				if !s.skip() {
+					return ErrSyntax
+				}
+				break
+			}
 			v, vesc, ok := s.str()
 			if !ok {
-				return ErrNotJSON
+				return ErrSyntax
 			}
 			m.Method = Span{int32(start + 1), int32(start + 1 + len(v))}
-			s.methodEsc = vesc
+			s.methodEsc, s.badMethod = vesc, false
 			s.notice = noticeOf(v, vesc)
 		case keyIs(key, esc, keyParams):
 			m.SessionID, s.sessionEsc = Span{}, false
 			if !s.params(m) {
-				return ErrNotJSON
+				return ErrSyntax
 			}
 		case keyIs(key, esc, keyResult):
 			m.HasResult = true
@@ -190,7 +224,7 @@ func (s *scanner) scan(m *Meta) error {
 				return s.finish(m)
 			}
 			if !s.skip() {
-				return ErrNotJSON
+				return ErrSyntax
 			}
 		case keyIs(key, esc, keyError):
 			m.HasError = true
@@ -198,11 +232,11 @@ func (s *scanner) scan(m *Meta) error {
 				return s.finish(m)
 			}
 			if !s.skip() {
-				return ErrNotJSON
+				return ErrSyntax
 			}
 		default:
 			if !s.skip() {
-				return ErrNotJSON
+				return ErrSyntax
 			}
 		}
 		if s.done {
@@ -215,18 +249,28 @@ func (s *scanner) scan(m *Meta) error {
 		if s.eat('}') {
 			break
 		}
-		return ErrNotJSON
+		return ErrSyntax
 	}
-	s.ws()
-	if s.i != len(s.b) {
-		return ErrNotJSON
+	if !s.end() {
+		return ErrSyntax
 	}
 	return s.finish(m)
 }
 
+// end skips trailing white space and reports whether the body ends there.
+func (s *scanner) end() bool {
+	s.ws()
+	return s.i == len(s.b)
+}
+
 // finish sets the fields that depend on the members finally kept.
 func (s *scanner) finish(m *Meta) error {
-	m.Escaped = s.methodEsc || s.sessionEsc
+	m.MethodEscaped, m.SessionIDEscaped = s.methodEsc, s.sessionEsc
+	if s.badMethod {
+		// A method that is not a string: valid JSON, not JSON-RPC.
+		m.Kind = KindInvalid
+		return ErrNotJSON
+	}
 	switch {
 	case m.Method.End > 0 && s.hasID:
 		m.Kind = KindRequest
@@ -279,8 +323,11 @@ func noticeOf(method []byte, escaped bool) notice {
 type scanner struct {
 	b []byte
 	i int
-	// methodEsc and sessionEsc report escapes in the Method and SessionID kept.
-	methodEsc, sessionEsc bool
+	// methodEsc and sessionEsc report escapes in the Method and SessionID
+	// kept; badMethod, a method member kept that is not a string.
+	methodEsc, sessionEsc, badMethod bool
+	// depth is the nesting of the object the walk is in (1: the message).
+	depth int
 	// hasID reports a top-level id member.
 	hasID bool
 	// notice is the notification the method kept names, if one ScanHead knows.
@@ -398,69 +445,64 @@ func (s *scanner) eat(c byte) bool {
 // str reads a JSON string at s.i and returns its raw contents (between the
 // quotes) and whether it holds an escape.
 func (s *scanner) str() (v []byte, escaped, ok bool) {
-	start := s.i + 1
-	if !s.skipStr() {
+	if !s.at('"') {
 		return nil, false, false
 	}
-	v = s.b[start : s.i-1]
-	return v, bytes.IndexByte(v, '\\') >= 0, true
-}
-
-// skipStr moves past a JSON string at s.i without looking inside it more
-// than finding its closing quote: skipped values need no escape check.
-func (s *scanner) skipStr() bool {
-	if !s.eat('"') {
-		return false
+	start := s.i + 1
+	escaped, ok = s.skipStr()
+	if !ok {
+		return nil, false, false
 	}
-	end, ok := endOfString(s.b, s.i)
-	s.i = end
-	return ok
+	return s.b[start : s.i-1], escaped, true
 }
 
-// shortString is how far endOfString walks byte by byte before it jumps
-// from quote to quote with IndexByte: most strings in an event are short,
-// and for them a plain loop beats the call.
-const shortString = 64
-
-// endOfString returns the index just past the closing quote of the string
-// whose contents start at i. A backslash escapes exactly the byte after it.
-func endOfString(b []byte, i int) (int, bool) {
-	for start := i; i-start < shortString; {
-		i = nextQuoteOrEscape(b, i, shortString-(i-start))
+// skipStr moves past the JSON string at s.i (its opening quote), checking
+// it as json.Valid does: every escape well formed, no control byte. It
+// reports whether the string holds an escape.
+func (s *scanner) skipStr() (escaped, ok bool) {
+	b := s.b
+	i := s.i + 1
+	for {
+		i = nextSpecial(b, i)
 		if i >= len(b) {
-			return len(b), false
+			s.i = len(b)
+			return escaped, false
 		}
 		switch b[i] {
 		case '"':
-			return i + 1, true
+			s.i = i + 1
+			return escaped, true
 		case '\\':
-			i += 2
+			escaped = true
+			if i+1 >= len(b) {
+				return escaped, false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return escaped, false
+				}
+				if _, ok := hex4(b[i+2 : i+6]); !ok {
+					return escaped, false
+				}
+				i += 6
+			default:
+				return escaped, false
+			}
+		default: // a control byte, which JSON allows only escaped
+			return escaped, false
 		}
 	}
-	// A long string. i is not inside an escape, so the parity of the run
-	// of backslashes between i and a quote says whether it is escaped.
-	for i < len(b) {
-		j := bytes.IndexByte(b[i:], '"')
-		if j < 0 {
-			return len(b), false
-		}
-		q := i + j
-		n := 0
-		for k := q - 1; k >= i && b[k] == '\\'; k-- {
-			n++
-		}
-		i = q + 1
-		if n%2 == 0 {
-			return i, true
-		}
-	}
-	return i, false
 }
 
 // object walks the members of the object at s.i: member is called with
 // each key, the scanner at the member's value, and must consume that value.
 func (s *scanner) object(member func(key []byte, esc bool) bool) bool {
 	s.i++ // '{'
+	s.depth++
+	defer func() { s.depth-- }()
 	s.ws()
 	if s.eat('}') {
 		return true
@@ -544,47 +586,184 @@ func (s *scanner) params(m *Meta) bool {
 	})
 }
 
-// skip moves past one JSON value. Nested containers are skipped by depth
-// counting, jumping over strings with IndexByte: event payloads are mostly
-// string bytes, so this runs near memory speed.
+// skip moves past one JSON value and checks it as json.Valid does. It
+// walks nested containers in a loop, not by recursion, so a deeply nested
+// body costs a bit of memory per level, not a stack frame.
 func (s *scanner) skip() bool {
-	if s.i >= len(s.b) {
-		return false
-	}
-	switch c := s.b[s.i]; c {
-	case '"':
-		return s.skipStr()
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				if !s.skipStr() {
+	var n nesting
+	for {
+		// At the start of a value.
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case '"':
+			if _, ok := s.skipStr(); !ok {
+				return false
+			}
+		case '{':
+			s.i++
+			s.ws()
+			if s.eat('}') {
+				break
+			}
+			if !n.push(true, s.depth) || !s.memberName() {
+				return false
+			}
+			continue
+		case '[':
+			s.i++
+			s.ws()
+			if s.eat(']') {
+				break
+			}
+			if !n.push(false, s.depth) {
+				return false
+			}
+			continue
+		case 't':
+			if !s.literal(litTrue) {
+				return false
+			}
+		case 'f':
+			if !s.literal(litFalse) {
+				return false
+			}
+		case 'n':
+			if !s.literal(litNull) {
+				return false
+			}
+		default:
+			if !s.number() {
+				return false
+			}
+		}
+		// After a value: close what ends here, up to the next value.
+		for {
+			if n.depth == 0 {
+				return true
+			}
+			s.ws()
+			if s.eat(',') {
+				s.ws()
+				if n.inObject() && !s.memberName() {
 					return false
 				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return true
-				}
+				break
 			}
-			s.i++
-		}
-		return false
-	default:
-		// number, true, false, null: up to the next delimiter
-		start := s.i
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case ',', '}', ']', ' ', '\t', '\r', '\n':
-				return s.i > start
+			closer := byte(']')
+			if n.inObject() {
+				closer = '}'
 			}
-			s.i++
+			if !s.eat(closer) {
+				return false
+			}
+			n.pop()
 		}
-		return s.i > start
 	}
+}
+
+// memberName moves past a member's name and its colon, up to the value.
+func (s *scanner) memberName() bool {
+	if !s.at('"') {
+		return false
+	}
+	if _, ok := s.skipStr(); !ok {
+		return false
+	}
+	s.ws()
+	if !s.eat(':') {
+		return false
+	}
+	s.ws()
+	return true
+}
+
+var (
+	litTrue  = []byte("true")
+	litFalse = []byte("false")
+	litNull  = []byte("null")
+)
+
+func (s *scanner) literal(lit []byte) bool {
+	if !bytes.HasPrefix(s.b[s.i:], lit) {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+// number moves past a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *scanner) number() bool {
+	s.eat('-')
+	switch {
+	case s.eat('0'):
+	case s.i < len(s.b) && '1' <= s.b[s.i] && s.b[s.i] <= '9':
+		s.digits()
+	default:
+		return false
+	}
+	if s.eat('.') && s.digits() == 0 {
+		return false
+	}
+	if s.eat('e') || s.eat('E') {
+		if !s.eat('+') {
+			s.eat('-')
+		}
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *scanner) digits() int {
+	start := s.i
+	for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i - start
+}
+
+// nesting is the stack of containers skip is inside: a bit per level, set
+// for an object. The first 64 levels need no memory of their own.
+type nesting struct {
+	depth int
+	low   uint64
+	high  []uint64 // levels from 64 up, allocated only for such input
+}
+
+// push enters a container; it fails past maxDepth counted from base, the
+// depth of the object the skipped value sits in.
+func (n *nesting) push(object bool, base int) bool {
+	if base+n.depth >= maxDepth {
+		return false
+	}
+	var bit uint64
+	if object {
+		bit = 1
+	}
+	d := n.depth
+	n.depth++
+	if d < 64 {
+		n.low = n.low&^(1<<d) | bit<<d
+		return true
+	}
+	w, k := (d-64)/64, (d-64)%64
+	if w == len(n.high) {
+		n.high = append(n.high, 0)
+	}
+	n.high[w] = n.high[w]&^(1<<k) | bit<<k
+	return true
+}
+
+func (n *nesting) pop() { n.depth-- }
+
+// inObject reports whether the innermost container is an object.
+func (n *nesting) inObject() bool {
+	d := n.depth - 1
+	if d < 64 {
+		return n.low>>d&1 == 1
+	}
+	return n.high[(d-64)/64]>>((d-64)%64)&1 == 1
 }

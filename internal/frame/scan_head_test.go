@@ -142,5 +142,5 @@ func FuzzScanHead(f *testing.F) {
 
 // notice reports whether m's method is one ScanHead takes for a notification.
 func (m *Meta) notice(body []byte) bool {
-	return noticeOf(m.Method.Of(body), m.Escaped) != noticeNone
+	return noticeOf(m.Method.Of(body), m.MethodEscaped) != noticeNone
 }

@@ -142,6 +142,25 @@ var scanCases = []scanCase{
 	{name: "method not a string", body: `{"id":1,"method":5}`, err: ErrNotJSON},
 	{name: "method null", body: `{"id":1,"method":null}`, err: ErrNotJSON},
 	{name: "params trailing comma", body: `{"params":{"a":1,}}`, err: ErrNotJSON},
+
+	// Invalid JSON anywhere, however deep, is refused as a syntax error.
+	{name: "params array not closed", body: `{"jsonrpc":"2.0","id":5,"method":"ping","params":[}}`, err: ErrSyntax},
+	{name: "trailing comma in nested array", body: `{"id":1,"result":{"a":[1,]}}`, err: ErrSyntax},
+	{name: "missing colon in nested object", body: `{"id":1,"result":{"a" 1}}`, err: ErrSyntax},
+	{name: "missing comma in array", body: `{"id":1,"result":[1 2]}`, err: ErrSyntax},
+	{name: "mismatched closers", body: `{"id":1,"result":{"a":[1}]}`, err: ErrSyntax},
+	{name: "number with leading zero", body: `{"id":01}`, err: ErrSyntax},
+	{name: "number without fraction digits", body: `{"id":1.}`, err: ErrSyntax},
+	{name: "number without exponent digits", body: `{"id":1e+}`, err: ErrSyntax},
+	{name: "bare minus", body: `{"id":-}`, err: ErrSyntax},
+	{name: "misspelt literal", body: `{"id":1,"result":tru}`, err: ErrSyntax},
+	{name: "control byte in string", body: "{\"id\":1,\"result\":\"a\tb\"}", err: ErrSyntax},
+	{name: "bad escape", body: `{"id":1,"result":"\q"}`, err: ErrSyntax},
+	{name: "short unicode escape", body: `{"id":1,"result":"\u12"}`, err: ErrSyntax},
+	{name: "bad escape in session id", body: `{"method":"m","params":{"sessionId":"\x"}}`, err: ErrSyntax},
+	{name: "bad escape in key", body: `{"\x":1}`, err: ErrSyntax},
+	{name: "object key not a string", body: `{"id":1,"result":{1:2}}`, err: ErrSyntax},
+	{name: "valid non-object", body: `[1,{"a":"b"}]`, err: ErrNotJSON},
 }
 
 // nestedValue returns a JSON object of about n members with nested objects,
@@ -174,7 +193,7 @@ func TestScan(t *testing.T) {
 					id:        string(m.ID.Of(body)),
 					method:    string(m.Method.Of(body)),
 					sessionID: string(m.SessionID.Of(body)),
-					escaped:   m.Escaped,
+					escaped:   m.MethodEscaped || m.SessionIDEscaped,
 					result:    m.HasResult,
 					error:     m.HasError,
 				}
@@ -191,9 +210,42 @@ func TestScan(t *testing.T) {
 	}
 }
 
+// Scan tells invalid JSON (ErrSyntax) from valid JSON that is not a JSON-RPC
+// object (ErrNotJSON alone), and keeps an id read before the error.
+func TestScanSyntaxErrors(t *testing.T) {
+	var m Meta
+	body := []byte(`{"jsonrpc":"2.0","id":5,"method":"ping","params":[}}`)
+	if err := Scan(body, &m); !errors.Is(err, ErrSyntax) || string(m.ID.Of(body)) != "5" {
+		t.Fatalf("Scan = %v with id %q, want ErrSyntax with id 5", err, m.ID.Of(body))
+	}
+	for _, body := range []string{`[]`, `"x"`, `{"id":1,"method":[]}`} {
+		if err := Scan([]byte(body), &m); !errors.Is(err, ErrNotJSON) || errors.Is(err, ErrSyntax) {
+			t.Errorf("Scan(%s) = %v, want ErrNotJSON and not ErrSyntax", body, err)
+		}
+	}
+}
+
+// Nesting is limited as encoding/json limits it, at every place a value
+// can sit, without recursion.
+func TestScanNestingDepth(t *testing.T) {
+	for _, depth := range []int{63, 64, 65, 200, maxDepth - 3, maxDepth - 2, maxDepth - 1, maxDepth, maxDepth + 1} {
+		inner := strings.Repeat(`[{"a":`, depth/2) + `1` + strings.Repeat(`}]`, depth/2)
+		for _, body := range []string{
+			`{"id":1,"result":` + inner + `}`,
+			`{"method":"m","params":{"x":` + inner + `}}`,
+			`{"method":"session.event","params":{"event":{"data":` + inner + `}}}`,
+			inner,
+		} {
+			if err := compareWithJSON([]byte(body)); err != nil {
+				t.Fatalf("depth %d: %.200v", depth, err)
+			}
+		}
+	}
+}
+
 // Scan reuses a Meta: nothing of an earlier message survives.
 func TestScanResetsMeta(t *testing.T) {
-	m := Meta{Kind: KindRequest, ID: Span{1, 2}, Method: Span{3, 4}, SessionID: Span{5, 6}, Escaped: true, HasResult: true, HasError: true}
+	m := Meta{Kind: KindRequest, ID: Span{1, 2}, Method: Span{3, 4}, SessionID: Span{5, 6}, MethodEscaped: true, SessionIDEscaped: true, HasResult: true, HasError: true}
 	if err := Scan([]byte(`{}`), &m); err != nil {
 		t.Fatal(err)
 	}
@@ -316,17 +368,24 @@ func unquoteSpan(raw []byte) (string, error) {
 }
 
 // compareWithJSON checks Scan against encoding/json. Scan must never panic;
-// on a valid JSON object it must agree with encoding/json on every field.
+// it must refuse with ErrSyntax exactly what json.Valid refuses, and on a
+// valid JSON object agree with encoding/json on every field.
 func compareWithJSON(body []byte) error {
 	var m Meta
 	err := Scan(body, &m)
+	if valid := json.Valid(body); valid == errors.Is(err, ErrSyntax) {
+		return fmt.Errorf("Scan(%q) = %v, json.Valid says %v", body, err, valid)
+	}
 	ref, ok := refScan(body)
 	if !ok {
-		return nil // not JSON: Scan need not notice, only not panic
+		if err == nil {
+			return fmt.Errorf("Scan(%q) accepted a body that is not a JSON object", body)
+		}
+		return nil
 	}
 	if ref.badMethod {
-		if err == nil {
-			return fmt.Errorf("Scan(%q) accepted a method that is not a string", body)
+		if err == nil || errors.Is(err, ErrSyntax) {
+			return fmt.Errorf("Scan(%q) = %v on a method that is not a string, want ErrNotJSON", body, err)
 		}
 		return nil
 	}
@@ -349,9 +408,11 @@ func compareWithJSON(body []byte) error {
 	if err := compareString(body, "SessionID", m.SessionID, ref.sessionID); err != nil {
 		return err
 	}
-	escaped := bytes.IndexByte(m.Method.Of(body), '\\') >= 0 || bytes.IndexByte(m.SessionID.Of(body), '\\') >= 0
-	if m.Escaped != escaped {
-		return fmt.Errorf("Scan(%q).Escaped = %v, want %v", body, m.Escaped, escaped)
+	if esc := bytes.IndexByte(m.Method.Of(body), '\\') >= 0; m.MethodEscaped != esc {
+		return fmt.Errorf("Scan(%q).MethodEscaped = %v, want %v", body, m.MethodEscaped, esc)
+	}
+	if esc := bytes.IndexByte(m.SessionID.Of(body), '\\') >= 0; m.SessionIDEscaped != esc {
+		return fmt.Errorf("Scan(%q).SessionIDEscaped = %v, want %v", body, m.SessionIDEscaped, esc)
 	}
 	if m.HasResult != ref.result || m.HasError != ref.error {
 		return fmt.Errorf("Scan(%q) HasResult, HasError = %v, %v; encoding/json says %v, %v",

@@ -6,10 +6,15 @@ import (
 	"testing"
 )
 
-// endOfString agrees with encoding/json on where a string ends, for every
-// length around the short/long boundary and escapes at every position.
-func TestEndOfString(t *testing.T) {
-	for n := 0; n < 2*shortString+10; n++ {
+// skipStr agrees with encoding/json on where a string ends, for every
+// length around the word size and escapes at every position.
+func TestSkipStr(t *testing.T) {
+	end := func(b []byte) (int, bool) {
+		s := scanner{b: b}
+		_, ok := s.skipStr()
+		return s.i, ok
+	}
+	for n := 0; n < 140; n++ {
 		for _, esc := range []string{`\"`, `\\`, `\\\"`, `\u0022`, `\n`} {
 			for at := 0; at <= n; at += 7 {
 				content := strings.Repeat("a", at) + esc + strings.Repeat("b", n-at)
@@ -18,15 +23,17 @@ func TestEndOfString(t *testing.T) {
 				if err := json.Unmarshal([]byte(`"`+content+`"`), &v); err != nil {
 					t.Fatalf("bad test string %q: %v", content, err)
 				}
-				end, ok := endOfString([]byte(body), 1)
+				end, ok := end([]byte(body))
 				if !ok || end != len(content)+2 {
 					t.Fatalf("len %d escape %q at %d: end %d ok %v, want %d", n, esc, at, end, ok, len(content)+2)
 				}
 			}
 		}
 	}
-	if _, ok := endOfString([]byte(`"unterminated\"`), 1); ok {
-		t.Fatal("unterminated string accepted")
+	for _, bad := range []string{`"unterminated\"`, "\"tab\there\"", `"\x"`, `"\u12g4"`, `"\u12"`, `"\`} {
+		if _, ok := end([]byte(bad)); ok {
+			t.Errorf("skipStr accepted %q", bad)
+		}
 	}
 }
 

@@ -70,6 +70,10 @@ type Config struct {
 	// block and must do no I/O for others (readers of the View watch
 	// View.Changed instead).
 	OnChange func(backend string, from, to State)
+	// OnCheck, if set, is told of every active check's outcome (for
+	// metrics): how long it took and its error, nil when it passed. Called
+	// from the backend's check goroutine; it must not block.
+	OnCheck func(backend string, took time.Duration, err error)
 	// Logger; nil discards.
 	Logger hclog.Logger
 }
@@ -469,8 +473,12 @@ func (c *Checker) checkLoop(h *host) {
 				c.cfg.OnInfo(p.info)
 			}
 		}
+		took := time.Since(started)
+		if c.cfg.OnCheck != nil {
+			c.cfg.OnCheck(h.b.Name, took, err)
+		}
 		c.mu.Lock()
-		h.lastCheck, h.lastLatency, h.lastErr = started, time.Since(started), err
+		h.lastCheck, h.lastLatency, h.lastErr = started, took, err
 		if fresh && err == nil {
 			h.info = p.info
 		}

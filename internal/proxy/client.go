@@ -29,21 +29,38 @@ import (
 // moves it. Nothing slow (a dial, a handshake, a move) runs on the reader.
 type clientConn struct {
 	srv  *Server
+	obs  Observer // srv's, nil when metrics are off
 	conn net.Conn
 	id   uint64
 	logp atomic.Pointer[hclog.Logger] // made on first use: most clients never log
 	r    *frame.Reader
 	done chan struct{} // closed by shutdown
 
-	wmu       sync.Mutex // guards the write side: w, wdeadline, wfailed
-	w         *frame.Writer
-	wdeadline time.Time
-	wfailed   bool
+	wmu     sync.Mutex // guards the write side: w and wfailed
+	w       *frame.Writer
+	wfailed bool
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // upstream readers and the request-timeout loop
-	pending      atomic.Int64   // requests forwarded and not yet answered, fan-outs included
-	lim          clientLimits   // handshake and idle timers, session accounting (limits.go)
+	// pending counts the client's requests forwarded and not yet answered
+	// (a fan-out counts as one until merged, against MaxPending);
+	// an answer is counted off after it is written to the client. busy
+	// counts the rest of what the client still waits for: fan-outs in
+	// flight and turn ends being written. A draining server closes a
+	// client only when both are zero (drain.go).
+	pending atomic.Int64
+	busy    atomic.Int64
+	// lim is the state of the limits: handshake and idle timers, wrong
+	// tokens, session accounting (limits.go).
+	lim clientLimits
+	// activity counts the client's frames read and the answers and turn
+	// ends written to it: a draining server closes a client only after it
+	// stayed unchanged for a while.
+	activity atomic.Uint64
+	// dispatchMu is held by the reader while it handles one frame, and by
+	// a draining server while it decides to close the client: a frame is
+	// either handled whole or never (closeIfIdle).
+	dispatchMu sync.Mutex
 
 	// reader state
 	connected     bool
@@ -76,6 +93,7 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 	id := s.nextClient.Add(1)
 	c := &clientConn{
 		srv:       s,
+		obs:       s.cfg.Observer,
 		conn:      conn,
 		id:        id,
 		done:      make(chan struct{}),
@@ -84,8 +102,17 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		s2c:       make(map[uint64]s2cEntry),
 		routeKey:  strconv.AppendUint([]byte("client-"), id, 10),
 	}
-	c.r = frame.NewReader(conn, conn, s.cfg.Limits)
-	c.w = frame.NewWriter(conn)
+	limits := s.cfg.Limits
+	if s.cfg.Token != "" {
+		// Until connect succeeds a client is a stranger: it may make the
+		// proxy hold only small frames.
+		if limits.MaxBody <= 0 {
+			limits.MaxBody = frame.DefaultMaxBody
+		}
+		limits.MaxBody = min(limits.MaxBody, s.cfg.MaxBodyBeforeConnect)
+	}
+	c.r = frame.NewReader(conn, conn, limits)
+	c.w = frame.NewWriter(newDeadlineWriter(conn, s.cfg.WriteTimeout))
 	return c
 }
 
@@ -149,11 +176,19 @@ func (c *clientConn) serve() {
 	switch {
 	case errors.Is(err, errPanicked):
 		// Logged with its stack by recoverPeer.
+	case errors.Is(err, errNoFirstFrame):
+		c.log().Debug("closing client", "error", err)
+		if c.obs != nil {
+			c.obs.ClientRefused(refusedHandshakeTimeout)
+		}
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log().Debug("client disconnected")
 	default:
 		// The error that explains the close was written and flushed already.
 		c.log().Warn("closing client", "error", err)
+		if c.obs != nil && (errors.Is(err, errBadInput) || errors.Is(err, frame.ErrMalformedHeader) || errors.Is(err, frame.ErrNoLength)) {
+			c.obs.ClientRefused(refusedBadInput)
+		}
 	}
 	c.shutdown()
 	c.wg.Wait()
@@ -235,24 +270,40 @@ func (c *clientConn) readLoop() error {
 				return nil
 			case first && errors.Is(err, os.ErrDeadlineExceeded):
 				return errNoFirstFrame
+			case errors.Is(err, frame.ErrBudget):
+				// Mid-frame, the stream cannot go on; say why before the close.
+				c.replyError(nil, proxyError(codeOverloaded, "proxy out of memory for unfinished frames", errorData{Retryable: true}))
 			}
+			c.srv.noteReadError(err)
 			return err
+		}
+		if c.obs != nil {
+			c.obs.FromClient(len(buf.B))
 		}
 		if first {
 			first = false
 			_ = c.conn.SetReadDeadline(time.Time{})
 		}
-		c.lim.active.Store(true)
+		c.activity.Add(1)
+		c.dispatchMu.Lock()
+		if c.closing() {
+			// A draining server closed the client as idle: this frame was
+			// never handled, so nothing of it reached a backend.
+			c.dispatchMu.Unlock()
+			buf.Release()
+			return nil
+		}
 		fatal := c.dispatch(buf, &m)
 		buf.Release()
-		if fatal != nil {
-			return fatal
-		}
 		// Flush what went to backends unless another whole frame is already
 		// here: a client that sent only part of a frame must not hold back
 		// what came before it.
-		if !c.r.Ready() {
+		if fatal == nil && !c.r.Ready() {
 			c.flushUpstreams()
+		}
+		c.dispatchMu.Unlock()
+		if fatal != nil {
+			return fatal
 		}
 	}
 }
@@ -270,10 +321,19 @@ func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 	if testHookClientFrame != nil {
 		testHookClientFrame(body)
 	}
-	if err := frame.Scan(body, m); err != nil {
-		c.log().Warn("client frame is not a JSON object", "bytes", len(body))
-		c.replyError(nil, &rpcError{Code: codeParseError, Message: "parse error: body is not a JSON object"})
-		return errBadInput
+	// Scan checks the whole body: a frame that is not valid JSON, or not a
+	// JSON-RPC object, is answered here and never reaches a backend. The
+	// stream is still in step (the frame was whole), so the client stays
+	// connected, as with the CLI itself.
+	switch err := frame.Scan(body, m); {
+	case errors.Is(err, frame.ErrSyntax):
+		c.log().Debug("client frame is not valid JSON", "bytes", len(body))
+		c.replyError(replyID(body, m), &rpcError{Code: codeParseError, Message: "parse error: message is not valid JSON"})
+		return nil
+	case err != nil:
+		c.log().Debug("client frame is not a JSON-RPC object", "bytes", len(body))
+		c.replyError(replyID(body, m), &rpcError{Code: codeInvalidRequest, Message: "invalid request: not a JSON-RPC message"})
+		return nil
 	}
 	switch m.Kind {
 	case frame.KindRequest:
@@ -293,12 +353,31 @@ func (c *clientConn) dispatch(buf *frame.Buffer, m *frame.Meta) error {
 	return nil
 }
 
+// replyID is the id to answer a message the proxy refuses with: the id read
+// from it when it is a string or a number, else none (null), as JSON-RPC asks.
+func replyID(body []byte, m *frame.Meta) []byte {
+	id := m.ID.Of(body)
+	if len(id) == 0 {
+		return nil
+	}
+	if c := id[0]; c == '"' || c == '-' || '0' <= c && c <= '9' {
+		return id
+	}
+	return nil
+}
+
 func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
-	method := m.Method.Of(body)
+	method := methodName(body, m)
 	id := m.ID.Of(body)
 	if !c.connected {
 		if string(method) == "connect" {
+			if c.obs != nil {
+				c.obs.ClientRequest(router.ClassLocal)
+			}
 			c.handleConnect(body, m)
+			if c.connected && c.srv.cfg.Token != "" {
+				c.r.SetMaxBody(c.srv.cfg.Limits.MaxBody)
+			}
 			return
 		}
 		if c.srv.cfg.Token != "" {
@@ -306,8 +385,10 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 			return
 		}
 	}
-	sid, ok := c.sessionID(body, m)
-	route := router.Lookup(method, ok)
+	sid, route := routeOf(body, m)
+	if c.obs != nil {
+		c.obs.ClientRequest(route.Class)
+	}
 	switch route.Class {
 	case router.ClassLocal:
 		c.handleConnect(body, m)
@@ -322,26 +403,49 @@ func (c *clientConn) handleRequest(body []byte, m *frame.Meta) {
 	}
 }
 
+// routeOf classes a request by its method and params.sessionId as the
+// backend will read them: decoded, so that an escape ("runtime\u002eshutdown")
+// cannot pass a method off as another. It returns the decoded session id.
+func routeOf(body []byte, m *frame.Meta) (sid []byte, route router.Route) {
+	sid, ok := sessionID(body, m)
+	return sid, router.Lookup(methodName(body, m), ok)
+}
+
+// methodName returns the message's method, unescaped when it holds an
+// escape (rare: it then allocates).
+func methodName(body []byte, m *frame.Meta) []byte {
+	if !m.MethodEscaped {
+		return m.Method.Of(body)
+	}
+	return unquote(body, m.Method)
+}
+
 // sessionID returns the message's params.sessionId, unescaped when needed.
-func (c *clientConn) sessionID(body []byte, m *frame.Meta) ([]byte, bool) {
+func sessionID(body []byte, m *frame.Meta) ([]byte, bool) {
 	if m.SessionID.Len() == 0 {
 		return nil, false
 	}
-	sid := m.SessionID.Of(body)
-	if m.Escaped {
-		var s string
-		if err := json.Unmarshal(body[m.SessionID.Start-1:m.SessionID.End+1], &s); err == nil {
-			return []byte(s), true
-		}
+	if !m.SessionIDEscaped {
+		return m.SessionID.Of(body), true
 	}
-	return sid, true
+	return unquote(body, m.SessionID), true
+}
+
+// unquote decodes the contents of a JSON string that Scan found (and so
+// checked) in body, as encoding/json does.
+func unquote(body []byte, s frame.Span) []byte {
+	var v string
+	if err := json.Unmarshal(body[s.Start-1:s.End+1], &v); err != nil {
+		return s.Of(body) // cannot happen: Scan checked the string
+	}
+	return []byte(v)
 }
 
 func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 	if !c.connected && c.srv.cfg.Token != "" {
 		return // as the CLI does: nothing is taken before authentication
 	}
-	if sid, ok := c.sessionID(body, m); ok {
+	if sid, ok := sessionID(body, m); ok {
 		s := c.session(sid, false)
 		if s == nil || c.hold(s, body, false) {
 			return
@@ -355,12 +459,13 @@ func (c *clientConn) handleNotification(body []byte, m *frame.Meta) {
 		}
 		return
 	}
-	if string(m.Method.Of(body)) == "$/cancelRequest" {
+	method := methodName(body, m)
+	if string(method) == "$/cancelRequest" {
 		c.forwardCancel(body)
 		return
 	}
 	// Other notifications without a session have no route.
-	c.log().Trace("dropping client notification without a session", "method", string(m.Method.Of(body)))
+	c.log().Trace("dropping client notification without a session", "method", string(method))
 }
 
 // forwardCancel passes a client's $/cancelRequest to the upstream where the
@@ -442,30 +547,33 @@ func (c *clientConn) forward(b *router.Backend, body []byte, m *frame.Meta) {
 		c.replyError(m.ID.Of(body), asRPCError(err, b.Name))
 		return
 	}
-	c.forwardVia(u, body, m, pendingReq{}, false)
+	c.forwardVia(u, body, m, router.ClassQuery, pendingReq{}, false)
 }
 
 // admit enforces the limit of requests in flight per client.
 func (c *clientConn) admit(body []byte, m *frame.Meta) bool {
 	if c.pending.Load() >= int64(c.srv.cfg.MaxPending) {
-		c.srv.limitHit(LimitPending, "request refused: limit reached", "client", c.id)
+		c.srv.limitReached(LimitPending, "request refused: limit reached", "client", c.id)
 		c.replyError(m.ID.Of(body), proxyError(codeOverloaded, "too many requests in flight", errorData{Retryable: true}))
 		return false
 	}
 	return true
 }
 
-// forwardVia sends a client request on u as p (p.turn: the session whose
-// turn it starts; p.fresh: the session it placed), remembering the client's
-// id, and reports whether it went. On the client's reader (flushNow false)
-// the upstream is flushed when the reader runs out of input; elsewhere (a
-// session mover) at once.
-func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta, p pendingReq, flushNow bool) bool {
+// forwardVia sends a client request of the given class on u as p (p.turn:
+// the session whose turn it starts; p.fresh: the session it placed),
+// remembering the client's id, and reports whether it went. On the client's
+// reader (flushNow false) the upstream is flushed when the reader runs out
+// of input; elsewhere (a session mover) at once.
+func (c *clientConn) forwardVia(u *upstream, body []byte, m *frame.Meta, class router.Class, p pendingReq, flushNow bool) bool {
 	id := m.ID.Of(body)
 	p.client = makeRawID(id)
 	if err := u.forward(body, m, p); err != nil {
 		c.replyError(id, asRPCError(err, u.backend.Name))
 		return false
+	}
+	if u.obs != nil {
+		u.obs.Request(class)
 	}
 	if !flushNow {
 		c.markDirty(u)
@@ -567,6 +675,9 @@ func (c *clientConn) reply(id []byte, result json.RawMessage) {
 
 // replyError queues an error response built by the proxy.
 func (c *clientConn) replyError(id []byte, e *rpcError) {
+	if c.obs != nil {
+		c.obs.ErrorAnswer(e.Code)
+	}
 	c.sendBody(responseBody(id, nil, e))
 }
 

@@ -59,6 +59,7 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 		perTarget = 2 // getLastId, and session.list to compare times
 	}
 	parts := perTarget * len(targets)
+	c.busy.Add(1) // until finish has answered the client
 	f := &fanOut{
 		c:         c,
 		client:    makeRawID(id),
@@ -68,7 +69,7 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 		errs:      make([]*rpcError, parts),
 	}
 	if route.Class == router.ClassRegistration {
-		f.reg = &registration{method: string(m.Method.Of(body)), params: paramsOf(body)}
+		f.reg = &registration{method: string(methodName(body, m)), params: paramsOf(body)}
 	}
 	for i, b := range targets {
 		part := i * perTarget
@@ -81,6 +82,8 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 		}
 		if err := u.forward(body, m, pendingReq{fan: f, part: part}); err != nil {
 			f.deliver(part, nil, asRPCError(err, b.Name))
+		} else if u.obs != nil {
+			u.obs.Request(route.Class)
 		}
 		c.markDirty(u)
 		if perTarget == 2 {
@@ -107,6 +110,8 @@ func (f *fanOut) deliver(part int, result json.RawMessage, rerr *rpcError) {
 func (f *fanOut) finish() {
 	c := f.c
 	c.pending.Add(-1)
+	defer c.busy.Add(-1)
+	defer c.activity.Add(1)
 	id := f.client.Bytes()
 	var firstErr *rpcError
 	for _, e := range f.errs {

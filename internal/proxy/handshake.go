@@ -32,6 +32,9 @@ func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
 	switch {
 	case want != "" && subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1:
 		closeNow := c.authFailed()
+		if c.obs != nil {
+			c.obs.ClientRefused(refusedAuth)
+		}
 		c.replyError(id, &rpcError{Code: codeAuthFailed, Message: "authentication failed: invalid connection token"})
 		if closeNow {
 			// The answer above is flushed already: the client learns why.

@@ -14,6 +14,7 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/fakecli"
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 	"github.com/rpcproxy/rpcproxy/internal/health"
+	"github.com/rpcproxy/rpcproxy/internal/metrics"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
@@ -39,10 +40,11 @@ type clusterOptions struct {
 	health       health.Config
 	reqTimeout   time.Duration
 	onEmpty      func(backend string)
-	writeTimeout time.Duration  // the proxy's WriteTimeout (default 30s)
-	handshake    time.Duration  // the proxy's HandshakeTimeout (default 2s)
-	fake         fakecli.Config // base config of every fake (Name, Store and Token are set per fake)
-	proxy        func(*Config)  // adjusts the proxy's Config before New
+	writeTimeout time.Duration    // the proxy's WriteTimeout (default 30s)
+	handshake    time.Duration    // the proxy's HandshakeTimeout (default 2s)
+	fake         fakecli.Config   // base config of every fake (Name, Store and Token are set per fake)
+	metrics      *metrics.Metrics // when set: the proxy's Observer and the checks' OnCheck
+	proxy        func(*Config)    // adjusts the proxy's Config before New
 }
 
 type lockedBuffer struct {
@@ -87,12 +89,17 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 		}
 	}
 	hc.Logger = log.Named("health")
+	var obs Observer
+	if o.metrics != nil {
+		hc.OnCheck = o.metrics.Health.Check
+		obs = o.metrics.Proxy
+	}
 	c.checker = health.New(hc, c.table)
 	if o.handshake == 0 {
 		o.handshake = 2 * time.Second
 	}
 	pcfg := Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: o.handshake,
-		RequestTimeout: o.reqTimeout, WriteTimeout: o.writeTimeout, OnEmpty: o.onEmpty}
+		RequestTimeout: o.reqTimeout, WriteTimeout: o.writeTimeout, OnEmpty: o.onEmpty, Observer: obs}
 	if o.proxy != nil {
 		o.proxy(&pcfg)
 	}

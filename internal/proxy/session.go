@@ -35,6 +35,9 @@ type session struct {
 	// cleared by session.idle (or the send's refusal): a session moves
 	// between backends only between turns.
 	inTurn atomic.Bool
+	// turnStart is when the turn's session.send was tracked (unix
+	// nanoseconds; zero when metrics and request timeouts are off).
+	turnStart atomic.Int64
 	// deleted: the client deleted or detached the session (it is released:
 	// no longer counted against MaxSessions nor placed on its backend). It
 	// stays in the map a while (see release) so the backend's
@@ -107,7 +110,7 @@ func (c *clientConn) placeSession(sid []byte) (s *session, fresh freshPlace, rer
 	}
 	if max := c.srv.cfg.MaxSessions; max > 0 && c.lim.live >= max {
 		c.mu.Unlock()
-		c.srv.limitHit(LimitSessions, "session refused: limit reached", "client", c.id)
+		c.srv.limitReached(LimitSessions, "session refused: limit reached", "client", c.id)
 		return nil, freshPlace{}, proxyError(codeTooManySessions,
 			fmt.Sprintf("too many sessions on this connection (limit %d): delete or detach one first", max),
 			errorData{Reason: LimitSessions.String()})
@@ -206,7 +209,7 @@ func (c *clientConn) releaseSessions() {
 // first moved or reattached by a goroutine of its own: this request and the
 // session's next frames wait for it while the client's other sessions flow.
 func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
-	method := m.Method.Of(body)
+	method := methodName(body, m)
 	id := m.ID.Of(body)
 	var params json.RawMessage
 	attach := string(method) == "session.create" || string(method) == "session.resume"
@@ -215,7 +218,7 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		// refused before the session takes a place.
 		params = paramsOf(body)
 		if max := c.srv.cfg.MaxSessionParams; max > 0 && len(params) > max {
-			c.srv.limitHit(LimitSessionParams, "session create/resume refused: limit reached", "client", c.id, "bytes", len(params))
+			c.srv.limitReached(LimitSessionParams, "session create/resume refused: limit reached", "client", c.id, "bytes", len(params))
 			c.replyError(id, proxyError(codeParamsTooLarge,
 				fmt.Sprintf("session parameters too large: %d bytes, limit %d", len(params), max),
 				errorData{Reason: LimitSessionParams.String()}))
@@ -288,7 +291,7 @@ func (c *clientConn) sendOnSession(s *session, u *upstream, body []byte, m *fram
 	if string(m.Method.Of(body)) == "session.send" {
 		p.turn = s // in a turn once the send is tracked on u (upstream.track)
 	}
-	if !c.forwardVia(u, body, m, p, flushNow) && fresh.s != nil {
+	if !c.forwardVia(u, body, m, router.ClassSession, p, flushNow) && fresh.s != nil {
 		c.placeRefused(fresh)
 	}
 }
@@ -302,9 +305,9 @@ func (c *clientConn) placement(s *session, sid []byte) (to *router.Backend, reas
 	if !c.srv.usable(s.backend.Name) {
 		s.ring = ring
 		if to = ring.Lookup(sid); to == nil {
-			return nil, "backend lost"
+			return nil, reasonBackendLost
 		}
-		return to, "backend lost"
+		return to, reasonBackendLost
 	}
 	if s.ring == ring || s.inTurn.Load() {
 		return nil, ""
@@ -340,6 +343,9 @@ func (c *clientConn) hold(s *session, body []byte, request bool) bool {
 		s.heldBytes += len(body)
 	}
 	c.mu.Unlock()
+	if !fits {
+		c.srv.limitHit(limitMoveQueue)
+	}
 	if !fits && request {
 		var m frame.Meta
 		_ = frame.Scan(body, &m)
@@ -430,7 +436,7 @@ func (c *clientConn) forwardHeld(s *session, body []byte, m *frame.Meta, moveErr
 		s.resume = paramsOf(body)
 		s.inTurn.Store(false)
 	case "session.delete", "session.detach":
-		if sid, ok := c.sessionID(body, m); ok {
+		if sid, ok := sessionID(body, m); ok {
 			c.forgetSession(sid)
 		}
 	}
@@ -438,6 +444,22 @@ func (c *clientConn) forwardHeld(s *session, body []byte, m *frame.Meta, moveErr
 		return
 	}
 	c.sendOnSession(s, u, body, m, freshPlace{}, true)
+}
+
+// reasonBackendLost is the reason of a move away from a backend that was
+// lost: a failover.
+const reasonBackendLost = "backend lost"
+
+// countMove counts a successful move for metrics: a failover when the
+// session's backend was lost, else a move at a turn boundary.
+func (c *clientConn) countMove(reason string) {
+	switch {
+	case c.obs == nil:
+	case reason == reasonBackendLost:
+		c.obs.Failover()
+	default:
+		c.obs.TurnBoundaryMove()
+	}
 }
 
 // verdictWait bounds how long a mover waits for the health checker's
@@ -475,6 +497,7 @@ func (c *clientConn) move(s *session, sid string, to *router.Backend, reason str
 	c.setBackend(s, to)
 	s.inTurn.Store(false)
 	c.log().Info("session moved", "session", sid, "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
+	c.countMove(reason)
 	return nil
 }
 
@@ -508,7 +531,7 @@ func (c *clientConn) reattach(s *session, sid string) *rpcError {
 	if to == nil {
 		return proxyError(codeNoBackend, "no backend available", errorData{Retryable: true, Backend: b.Name})
 	}
-	return c.move(s, sid, to, "backend lost")
+	return c.move(s, sid, to, reasonBackendLost)
 }
 
 func (c *clientConn) setBackend(s *session, b *router.Backend) {
@@ -530,6 +553,8 @@ func (c *clientConn) setBackend(s *session, b *router.Backend) {
 // knows.
 func (c *clientConn) endTurnsOn(backend string, unstarted map[*session]bool) {
 	var ended []string
+	c.busy.Add(1) // until the turn ends are written (see noteTurnEnd)
+	defer c.busy.Add(-1)
 	c.mu.Lock()
 	for sid, s := range c.sessions {
 		if unstarted[s] {
@@ -583,19 +608,29 @@ func (c *clientConn) existingUpstream(b *router.Backend) *upstream {
 
 var idleEvent = []byte("session.idle")
 
-// noteTurnEnd clears a session's turn when a backend reports session.idle.
-// Called from upstream readers for every notification; Scan already found
-// the event type, so it costs a comparison for everything else.
-func (c *clientConn) noteTurnEnd(body []byte, m *frame.Meta) {
+// noteTurnEnd clears a session's turn when a backend reports session.idle,
+// and reports whether it did: the caller then writes the event and counts
+// c.busy off (counted on here first, so a draining server never sees the
+// turn ended before the client has its session.idle). Called from upstream
+// readers for every notification; Scan already found the event type, so it
+// costs a comparison for everything else.
+func (c *clientConn) noteTurnEnd(body []byte, m *frame.Meta) bool {
 	if m.SessionID.Len() == 0 || !bytes.Equal(m.EventType.Of(body), idleEvent) {
-		return
+		return false
 	}
 	c.mu.Lock()
 	s := c.sessions[string(m.SessionID.Of(body))]
 	c.mu.Unlock()
-	if s != nil {
-		s.inTurn.Store(false)
+	if s == nil {
+		return false
 	}
+	c.busy.Add(1)
+	if s.inTurn.Swap(false) && c.obs != nil {
+		if t := s.turnStart.Load(); t != 0 {
+			c.obs.TurnEnded(time.Duration(time.Now().UnixNano() - t))
+		}
+	}
+	return true
 }
 
 // internalResult is the answer to a request the proxy sent on its own behalf.

@@ -27,19 +27,19 @@ import (
 type upstream struct {
 	c       *clientConn
 	backend *router.Backend
-	ready   chan struct{} // closed when the handshake is done or failed
+	obs     BackendObserver // the backend's counters; nil when metrics are off
+	ready   chan struct{}   // closed when the handshake is done or failed
 
 	// conn is set under mu by the opener; r belongs to the run goroutine.
 	conn net.Conn
 	r    *frame.Reader
 
-	wmu           sync.Mutex
-	w             *frame.Writer
-	open          bool            // frames go to w; before, to queue
-	queue         []*frame.Buffer // frames written while opening, in order
-	queued        int             // bytes in queue
-	writeDeadline time.Time       // when the write deadline was last pushed out
-	unflushed     int             // frames written since the last flush
+	wmu       sync.Mutex
+	w         *frame.Writer
+	open      bool            // frames go to w; before, to queue
+	queue     []*frame.Buffer // frames written while opening, in order
+	queued    int             // bytes in queue
+	unflushed int             // frames written since the last flush
 
 	mu      sync.Mutex
 	closed  bool
@@ -66,7 +66,7 @@ type pendingReq struct {
 	wait   chan internalResult // the proxy's own request (callSync)
 	turn   *session            // the session whose turn this session.send starts
 	fresh  freshPlace          // the session this request placed, given back if it is refused
-	sent   int64               // unix nanoseconds, when a request timeout is set
+	sent   int64               // unix nanoseconds, when a request timeout or metrics are on
 }
 
 // own reports whether the request is the client's own, counted against its limit.
@@ -80,7 +80,11 @@ var (
 
 // newUpstream returns an upstream to b that has not started opening.
 func newUpstream(c *clientConn, b *router.Backend) *upstream {
-	return &upstream{c: c, backend: b, ready: make(chan struct{}), pending: make(map[uint64]pendingReq)}
+	u := &upstream{c: c, backend: b, ready: make(chan struct{}), pending: make(map[uint64]pendingReq)}
+	if c.obs != nil {
+		u.obs = c.obs.Backend(b.Name)
+	}
+	return u
 }
 
 // run opens the connection, then reads the backend until the connection
@@ -131,7 +135,7 @@ func (u *upstream) openConn() error {
 	// dropped) before the next is read: bodies can stay in the read buffer.
 	u.r.Lend()
 	u.wmu.Lock()
-	u.w = frame.NewWriter(conn)
+	u.w = frame.NewWriter(newDeadlineWriter(conn, cfg.WriteTimeout))
 	u.wmu.Unlock()
 	_ = conn.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
 	result, err := u.call("connect", c.upstreamConnectParams(u.backend.Token))
@@ -148,12 +152,12 @@ func (u *upstream) openConn() error {
 			return err
 		}
 	}
-	_ = conn.SetDeadline(time.Time{})
+	// The write deadline stays: u.w's deadlineWriter keeps it fresh.
+	_ = conn.SetReadDeadline(time.Time{})
 	u.wmu.Lock()
 	defer u.wmu.Unlock()
 	for i, b := range u.queue {
 		if err == nil {
-			u.armLocked()
 			err = u.w.Write(b.B)
 		}
 		b.Release()
@@ -231,8 +235,12 @@ func (u *upstream) readLoop() {
 	for {
 		buf, err := u.r.Read()
 		if err != nil {
+			c.srv.noteReadError(err)
 			u.fail(err)
 			return
+		}
+		if u.obs != nil {
+			u.obs.FromBackend(len(buf.B))
 		}
 		// flush: nothing more at hand, so what this reader wrote to the
 		// client goes out after this frame, whether the frame itself is
@@ -261,8 +269,12 @@ func (u *upstream) handle(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 			buf.Release()
 			return false
 		}
-		c.noteTurnEnd(buf.B, m)
+		ended := c.noteTurnEnd(buf.B, m)
 		c.send(outFrame{buf: buf}, flush)
+		if ended {
+			c.activity.Add(1)
+			c.busy.Add(-1)
+		}
 		return true
 	case frame.KindResponse:
 		return u.deliver(buf, m, flush)
@@ -291,6 +303,9 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 		buf.Release()
 		return false
 	}
+	if u.obs != nil && p.sent != 0 && p.wait == nil {
+		u.obs.Answered(time.Duration(time.Now().UnixNano() - p.sent))
+	}
 	if p.fan != nil || p.wait != nil {
 		result, rerr := decodeResponse(buf.B)
 		buf.Release()
@@ -307,8 +322,14 @@ func (u *upstream) deliver(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
 	if p.fresh.s != nil && m.HasError {
 		u.c.placeRefused(p.fresh)
 	}
-	u.c.pending.Add(-1)
+	if m.HasError && u.c.obs != nil {
+		u.c.obs.ErrorAnswer(errorCode(buf.B))
+	}
 	u.c.send(outFrame{buf: buf, idStart: m.ID.Start, idEnd: m.ID.End, id: p.client}, flush)
+	// Counted off once written: a draining server never closes the client
+	// between the two.
+	u.c.pending.Add(-1)
+	u.c.activity.Add(1)
 	return true
 }
 
@@ -367,7 +388,7 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 		return 0, errUpstreamClosed
 	}
 	u.nextID++
-	if u.c.srv.cfg.RequestTimeout > 0 {
+	if u.c.srv.cfg.RequestTimeout > 0 || u.obs != nil {
 		p.sent = time.Now().UnixNano()
 	}
 	u.pending[u.nextID] = p
@@ -377,6 +398,7 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 		// outside the lock could be "ended" by fail with a session.idle of a
 		// turn that was never sent.
 		p.turn.inTurn.Store(true)
+		p.turn.turnStart.Store(p.sent)
 	}
 	if p.own() {
 		u.c.pending.Add(1)
@@ -414,9 +436,14 @@ func (u *upstream) writeWithID(body []byte, span frame.Span, id []byte) error {
 	return err
 }
 
-// roomLocked reports whether n more bytes fit the opening queue; wmu is held.
+// roomLocked reports whether n more bytes fit the opening queue, counting
+// a refusal by that limit when they do not; wmu is held.
 func (u *upstream) roomLocked(n int) bool {
-	return len(u.queue) == 0 || len(u.queue) < maxOpeningQueueFrames && u.queued+n <= maxOpeningQueueBytes
+	if len(u.queue) == 0 || len(u.queue) < maxOpeningQueueFrames && u.queued+n <= maxOpeningQueueBytes {
+		return true
+	}
+	u.c.srv.limitHit(limitOpeningQueue)
+	return false
 }
 
 // writeLocked writes body, its id replaced by id when id is set, to the
@@ -434,9 +461,11 @@ func (u *upstream) writeLocked(body []byte, span frame.Span, id []byte) error {
 		}
 		u.queue = append(u.queue, b)
 		u.queued += len(b.B)
+		if u.obs != nil {
+			u.obs.ToBackend(len(b.B))
+		}
 		return nil
 	}
-	u.armLocked()
 	var err error
 	if id != nil {
 		err = u.w.WriteWithID(body, int(span.Start), int(span.End), id)
@@ -445,6 +474,13 @@ func (u *upstream) writeLocked(body []byte, span frame.Span, id []byte) error {
 	}
 	if err != nil {
 		return err
+	}
+	if u.obs != nil {
+		n := len(body)
+		if id != nil {
+			n += len(id) - int(span.End-span.Start)
+		}
+		u.obs.ToBackend(n)
 	}
 	u.unflushed++
 	if u.unflushed >= maxUnflushed {
@@ -471,20 +507,7 @@ func (u *upstream) flushLocked(force bool) error {
 	if !u.open && !force || u.w.Buffered() == 0 {
 		return nil
 	}
-	u.armLocked()
 	return u.w.Flush()
-}
-
-// armLocked pushes the write deadline out when half of it is spent: every
-// write and flush runs under a deadline at most half stale, whatever the
-// frame's size (a frame larger than the buffer is written inside Write);
-// wmu is held.
-func (u *upstream) armLocked() {
-	timeout := u.c.srv.cfg.WriteTimeout
-	if now := time.Now(); now.Sub(u.writeDeadline) > timeout/2 {
-		_ = u.conn.SetWriteDeadline(now.Add(timeout))
-		u.writeDeadline = now
-	}
 }
 
 // abort closes the upstream because its backend was marked down. It only
@@ -545,7 +568,9 @@ func (u *upstream) fail(err error) {
 		lost = refused // the backend refused the handshake: its own answer
 	} else {
 		c.log().Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
-		if !aborted {
+		// The proxy's own memory budget running out says nothing of the
+		// backend; anything else asks the health checker to look.
+		if !aborted && !errors.Is(err, frame.ErrBudget) {
 			c.srv.suspect(u.backend, err)
 		}
 	}
@@ -565,11 +590,11 @@ func (u *upstream) fail(err error) {
 			p.fan.deliver(p.part, nil, lost)
 			continue
 		}
-		c.pending.Add(-1)
 		if p.fresh.s != nil {
 			c.placeRefused(p.fresh)
 		}
 		c.replyError(p.client.Bytes(), lost)
+		c.pending.Add(-1)
 	}
 }
 

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"time"
-
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 )
 
@@ -29,6 +27,13 @@ func (c *clientConn) send(f outFrame, flush bool) bool {
 		return false
 	}
 	err := writeOut(c.w, &f)
+	if c.obs != nil {
+		n := len(f.buf.B)
+		if f.idEnd > 0 {
+			n += len(f.id.Bytes()) - int(f.idEnd-f.idStart)
+		}
+		c.obs.ToClient(n)
+	}
 	f.buf.Release()
 	if err == nil && flush {
 		err = c.flushLocked()
@@ -45,16 +50,11 @@ func (c *clientConn) send(f outFrame, flush bool) bool {
 	return true
 }
 
-// flushLocked sends what is buffered; c.wmu is held. One write deadline
-// covers many flushes: it is pushed out only when half spent.
+// flushLocked sends what is buffered; c.wmu is held. The write deadline
+// is c.w's business (see deadlineWriter).
 func (c *clientConn) flushLocked() error {
 	if c.w.Buffered() == 0 {
 		return nil
-	}
-	timeout := c.srv.cfg.WriteTimeout
-	if now := time.Now(); now.Sub(c.wdeadline) > timeout/2 {
-		_ = c.conn.SetWriteDeadline(now.Add(timeout))
-		c.wdeadline = now
 	}
 	return c.w.Flush()
 }

@@ -127,3 +127,19 @@ func (r *Ring) Backends() []*Backend { return r.backends }
 
 // Len is the number of backends on the ring.
 func (r *Ring) Len() int { return len(r.backends) }
+
+// Shares returns the fraction of the ring's partitions each backend owns,
+// in the order of Backends (for operators: the ring share per backend).
+func (r *Ring) Shares() []float64 {
+	out := make([]float64, len(r.backends))
+	if len(r.owner) == 0 {
+		return out
+	}
+	for _, i := range r.owner {
+		out[i]++
+	}
+	for i := range out {
+		out[i] /= float64(len(r.owner))
+	}
+	return out
+}

@@ -123,3 +123,23 @@ func TestRingWeights(t *testing.T) {
 		t.Fatalf("weight-2 backend got %.2f of the keys, want about 0.5", share)
 	}
 }
+
+// TestRingShares: shares follow the partitions each backend owns: they sum
+// to 1, and a backend of weight 3 owns about three times a weight-1 one's.
+func TestRingShares(t *testing.T) {
+	r, err := NewRing([]*Backend{{Name: "a", Weight: 1}, {Name: "b", Weight: 3}}, RingConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Shares()
+	if len(s) != 2 || s[0]+s[1] < 0.999 || s[0]+s[1] > 1.001 {
+		t.Fatalf("shares %v do not sum to 1", s)
+	}
+	if s[1] < 2*s[0] {
+		t.Errorf("weight 3 owns %.2f, weight 1 owns %.2f", s[1], s[0])
+	}
+	empty, _ := NewRing(nil, RingConfig{})
+	if len(empty.Shares()) != 0 {
+		t.Error("an empty ring has shares")
+	}
+}
