@@ -21,13 +21,30 @@ const (
 	// LimitFrameSize: a frame over limits.max_frame_bytes or a header line
 	// over limits.max_header_line_bytes (the peer is closed).
 	LimitFrameSize = "frame_size"
+	// LimitMaxConnectionsPerIP: a client connection over
+	// limits.max_connections_per_ip.
+	LimitMaxConnectionsPerIP = "max_connections_per_ip"
+	// LimitMaxSessionParams: a create/resume over
+	// limits.max_session_params_bytes.
+	LimitMaxSessionParams = "max_session_params_bytes"
+	// LimitHandshakeTimeout: a client closed for not authenticating within
+	// limits.handshake_timeout.
+	LimitHandshakeTimeout = "handshake_timeout"
+	// LimitAuthFailures: a client closed after three wrong tokens.
+	LimitAuthFailures = "auth_failures"
+	// LimitClientIdle: a client closed by limits.client_idle_timeout.
+	LimitClientIdle = "client_idle_timeout"
+	// LimitBufferedBytes: a connection closed because its unfinished frame
+	// could not grow within limits.max_buffered_bytes.
+	LimitBufferedBytes = "max_buffered_bytes"
 	// LimitOther counts every name not listed.
 	LimitOther = "other"
 )
 
 // Limits lists the limit names with their own series.
-var Limits = []string{LimitMaxConnections, LimitMaxSessions, LimitMaxPendingRequests, LimitOpeningQueue,
-	LimitMoveQueue, LimitFrameSize, LimitOther}
+var Limits = []string{LimitMaxConnections, LimitMaxConnectionsPerIP, LimitMaxSessions, LimitMaxSessionParams,
+	LimitMaxPendingRequests, LimitHandshakeTimeout, LimitAuthFailures, LimitClientIdle, LimitOpeningQueue,
+	LimitMoveQueue, LimitFrameSize, LimitBufferedBytes, LimitOther}
 
 func newLimits(reg prometheus.Registerer) (map[string]prometheus.Counter, prometheus.Counter) {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "limit_hits_total",

@@ -95,8 +95,11 @@ func (s *Server) limitHit(name string) {
 
 // noteReadError counts a peer's frame over the size limits.
 func (s *Server) noteReadError(err error) {
-	if errors.Is(err, frame.ErrBodyTooLarge) || errors.Is(err, frame.ErrHeaderTooLong) || errors.Is(err, frame.ErrTooManyHeaders) {
+	switch {
+	case errors.Is(err, frame.ErrBodyTooLarge) || errors.Is(err, frame.ErrHeaderTooLong) || errors.Is(err, frame.ErrTooManyHeaders):
 		s.limitHit(limitFrameSize)
+	case errors.Is(err, frame.ErrBudget):
+		s.limitHit("max_buffered_bytes")
 	}
 }
 
