@@ -101,10 +101,16 @@ limits {
   # Largest params of a session.create or session.resume, in bytes. The
   # proxy keeps them while the session lives, to resume it on another
   # backend after a failure or a drain. A larger create/resume gets error
-  # -32035 ("session parameters too large") and is not forwarded. One
-  # client can make the proxy hold max_sessions_per_client times this.
-  # Must be > 0. Default 1048576 (1 MiB).
+  # -32035 ("session parameters too large") and is not forwarded. Must be
+  # > 0. Default 1048576 (1 MiB).
   max_session_params_bytes = 1048576
+
+  # Create/resume params one client connection makes the proxy keep over
+  # all its sessions, in bytes. A create or resume that would pass it gets
+  # error -32035 and is not forwarded; deleting or detaching a session gives
+  # its share back. At least max_session_params_bytes. Default 67108864
+  # (64 MiB).
+  max_client_params_bytes = 67108864
 
   # Closes a client connection that holds no session, has no request in
   # flight and sent nothing for this long (closed between one and two times

@@ -166,6 +166,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		MaxConnectionsPerIP:  cfg.Limits.MaxConnectionsPerIP,
 		MaxSessions:          cfg.Limits.MaxSessionsPerClient,
 		MaxSessionParams:     cfg.Limits.MaxSessionParamsBytes,
+		MaxClientParams:      cfg.Limits.MaxClientParamsBytes,
 		ClientIdleTimeout:    cfg.Limits.ClientIdleTimeout,
 		OnEmpty:              func(string) { static.emptied() },
 		Logger:               log.Named("proxy"),

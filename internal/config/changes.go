@@ -26,6 +26,7 @@ var settings = []setting{
 	{"limits.max_connections_per_ip", func(c *Config) any { return c.Limits.MaxConnectionsPerIP }},
 	{"limits.max_sessions_per_client", func(c *Config) any { return c.Limits.MaxSessionsPerClient }},
 	{"limits.max_session_params_bytes", func(c *Config) any { return c.Limits.MaxSessionParamsBytes }},
+	{"limits.max_client_params_bytes", func(c *Config) any { return c.Limits.MaxClientParamsBytes }},
 	{"limits.client_idle_timeout", func(c *Config) any { return c.Limits.ClientIdleTimeout }},
 	{"limits.max_unauthenticated_frame_bytes", func(c *Config) any { return c.Limits.MaxUnauthenticatedFrameBytes }},
 	{"limits.max_buffered_bytes", func(c *Config) any { return c.Limits.MaxBufferedBytes }},

@@ -190,9 +190,16 @@ type Limits struct {
 	// session.resume, which the proxy keeps for as long as the session
 	// lives to resume it on another backend (failover, drain). A larger
 	// create or resume is answered with error -32035 and not forwarded.
-	// A client can make the proxy hold up to MaxSessionsPerClient ×
-	// MaxSessionParamsBytes. Default 1048576 (1 MiB).
+	// What one client can make the proxy hold in all is capped by
+	// MaxClientParamsBytes. Default 1048576 (1 MiB).
 	MaxSessionParamsBytes int
+
+	// MaxClientParamsBytes caps the create/resume params one client
+	// connection makes the proxy keep over all its sessions. A create or
+	// resume that would pass it is answered with error -32035 and not
+	// forwarded; deleting or detaching a session gives its share back. At
+	// least MaxSessionParamsBytes. Default 67108864 (64 MiB).
+	MaxClientParamsBytes int
 
 	// ClientIdleTimeout closes a client connection that holds no session,
 	// has no request in flight and has sent nothing for this long (it is
@@ -416,6 +423,7 @@ func Default() *Config {
 			MaxConnections:               16384,
 			MaxSessionsPerClient:         10000,
 			MaxSessionParamsBytes:        1 << 20,
+			MaxClientParamsBytes:         64 << 20,
 		},
 		Upstream: Upstream{
 			DialTimeout: 5 * time.Second,

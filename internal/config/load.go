@@ -145,6 +145,7 @@ type fileLimits struct {
 	MaxConnectionsPerIP   *int           `hcl:"max_connections_per_ip,optional"`
 	MaxSessionsPerClient  *int           `hcl:"max_sessions_per_client,optional"`
 	MaxSessionParamsBytes *int           `hcl:"max_session_params_bytes,optional"`
+	MaxClientParamsBytes  *int           `hcl:"max_client_params_bytes,optional"`
 	ClientIdleTimeout     hcl.Expression `hcl:"client_idle_timeout,optional"`
 }
 
@@ -221,6 +222,7 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 		set(&cfg.Limits.MaxConnectionsPerIP, l.MaxConnectionsPerIP)
 		set(&cfg.Limits.MaxSessionsPerClient, l.MaxSessionsPerClient)
 		set(&cfg.Limits.MaxSessionParamsBytes, l.MaxSessionParamsBytes)
+		set(&cfg.Limits.MaxClientParamsBytes, l.MaxClientParamsBytes)
 		diags = append(diags, setDuration(&cfg.Limits.ClientIdleTimeout, l.ClientIdleTimeout)...)
 	}
 	if u := f.Upstream; u != nil {

@@ -97,6 +97,9 @@ func (c *Config) Validate() error {
 	}
 	v.positive("limits.max_sessions_per_client", l.MaxSessionsPerClient)
 	v.positive("limits.max_session_params_bytes", l.MaxSessionParamsBytes)
+	if l.MaxClientParamsBytes < l.MaxSessionParamsBytes {
+		v.fail("limits.max_client_params_bytes", "must be at least limits.max_session_params_bytes (%d), got %d", l.MaxSessionParamsBytes, l.MaxClientParamsBytes)
+	}
 	if l.ClientIdleTimeout < 0 {
 		v.fail("limits.client_idle_timeout", "must be >= 0 (0 disables), got %v", l.ClientIdleTimeout)
 	}

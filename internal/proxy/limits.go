@@ -175,6 +175,9 @@ type clientLimits struct {
 	// the map, oldest first, bounded by maxReleased.
 	live     int
 	released []string
+	// paramsBytes is the size of every session's kept create/resume
+	// params (session.resume) in the map, bounded by MaxClientParams.
+	paramsBytes int
 }
 
 // startTimers arms the handshake and idle timers of a new client. Called

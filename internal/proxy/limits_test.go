@@ -314,6 +314,35 @@ func TestMaxSessionParams(t *testing.T) {
 	}
 }
 
+// The params one client makes the proxy keep over all its sessions are
+// capped: past MaxClientParams a create gets -32035 and takes no place;
+// deleting a session gives its share back; re-creating a session replaces
+// its share rather than adding to it.
+func TestMaxClientParams(t *testing.T) {
+	c := newCluster(t, clusterOptions{proxy: func(cfg *Config) { cfg.MaxSessionParams = 16 << 10; cfg.MaxClientParams = 40 << 10 }})
+	cl := c.client()
+	params := func(sid string) map[string]any {
+		return map[string]any{"sessionId": sid, "model": "m", "systemMessage": map[string]any{"content": strings.Repeat("x", 12<<10)}}
+	}
+	for i := 0; i < 3; i++ {
+		cl.mustCall("session.create", params(fmt.Sprintf("kept-%d", i)), nil)
+	}
+	cl.mustCall("session.resume", params("kept-0"), nil) // replaces its share
+	m := cl.call("session.create", params("one-too-many"))
+	if m.Error == nil || m.Error.Code != codeParamsTooLarge {
+		t.Fatalf("create past the client's params limit: %+v, want error %d", m.Error, codeParamsTooLarge)
+	}
+	if n := c.holders("one-too-many"); n != 0 {
+		t.Fatalf("refused session loaded on %d backends", n)
+	}
+	cc := c.onlyClient()
+	if kept := cc.keptParams(); kept > 40<<10 {
+		t.Fatalf("client keeps %d bytes of params, limit %d", kept, 40<<10)
+	}
+	cl.mustCall("session.delete", map[string]any{"sessionId": "kept-1"}, nil)
+	cl.mustCall("session.create", params("one-too-many"), nil)
+}
+
 // A registration sent again replaces the earlier one: a new upstream
 // replays one per method, and the replay is accepted there.
 func TestRegistrationsKeptOnePerMethod(t *testing.T) {

@@ -65,6 +65,10 @@ type Config struct {
 	// session.resume, kept for failover, in bytes; a larger one is refused
 	// with -32035. Zero means no cap.
 	MaxSessionParams int
+	// MaxClientParams caps the create/resume params one client makes the
+	// proxy keep over all its sessions, in bytes; a create or resume past it
+	// is refused with -32035. Zero means no cap.
+	MaxClientParams int
 	// ClientIdleTimeout closes a client that holds no session, has no
 	// request in flight and sent nothing for this long (it goes between
 	// one and two times this after its last frame). Zero disables it.

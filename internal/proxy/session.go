@@ -165,7 +165,7 @@ func (c *clientConn) forgetSession(sid []byte) {
 	s := c.sessions[string(sid)]
 	forget := s != nil && !s.deleted
 	if forget {
-		s.resume = nil
+		c.setResumeLocked(s, nil)
 		c.releaseLocked(s)
 	}
 	c.mu.Unlock()
@@ -184,6 +184,7 @@ func (c *clientConn) releaseLocked(s *session) {
 		old := c.lim.released[0]
 		c.lim.released = append(c.lim.released[:0], c.lim.released[1:]...)
 		if o := c.sessions[old]; o != nil && o.deleted {
+			c.setResumeLocked(o, nil)
 			delete(c.sessions, old)
 		}
 	}
@@ -194,7 +195,7 @@ func (c *clientConn) releaseSessions() {
 	c.mu.Lock()
 	sessions := c.sessions
 	c.sessions = map[string]*session{}
-	c.lim.live, c.lim.released = 0, nil
+	c.lim.live, c.lim.released, c.lim.paramsBytes = 0, nil, 0
 	c.mu.Unlock()
 	for _, s := range sessions {
 		if !s.deleted {
@@ -242,13 +243,23 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		c.replyError(id, rerr)
 		return
 	}
+	if attach && !c.roomForParams(s, len(params)) {
+		c.srv.limitReached(LimitSessionParams, "session create/resume refused: client's params limit reached", "client", c.id, "bytes", len(params))
+		c.replyError(id, proxyError(codeParamsTooLarge,
+			fmt.Sprintf("session parameters too large: this connection keeps %d bytes of them already, limit %d", c.keptParams(), c.srv.cfg.MaxClientParams),
+			errorData{Reason: "max_client_params_bytes"}))
+		if fresh.s != nil {
+			c.placeRefused(fresh)
+		}
+		return
+	}
 	if c.hold(s, body, true) {
 		return
 	}
 	switch string(method) {
 	case "session.create", "session.resume":
 		// The client (re)attaches the session: place it where the ring says.
-		s.resume = params
+		c.setResume(s, params)
 		s.inTurn.Store(false)
 		ring := c.srv.table.Ring()
 		if owner := ring.Lookup(sid); owner != nil && owner.Name != s.backend.Name {
@@ -433,7 +444,7 @@ func (c *clientConn) forwardHeld(s *session, body []byte, m *frame.Meta, moveErr
 	}
 	switch string(m.Method.Of(body)) {
 	case "session.create", "session.resume":
-		s.resume = paramsOf(body)
+		c.setResume(s, paramsOf(body))
 		s.inTurn.Store(false)
 	case "session.delete", "session.detach":
 		if sid, ok := sessionID(body, m); ok {
@@ -668,4 +679,37 @@ func (u *upstream) callSync(method string, params json.RawMessage) (json.RawMess
 	case <-u.c.done:
 		return nil, errUpstreamClosed
 	}
+}
+
+// setResume keeps params as the session's create/resume params, counted
+// against the client's MaxClientParams. The session's owner only (reader,
+// or its mover).
+func (c *clientConn) setResume(s *session, params json.RawMessage) {
+	c.mu.Lock()
+	c.setResumeLocked(s, params)
+	c.mu.Unlock()
+}
+
+func (c *clientConn) setResumeLocked(s *session, params json.RawMessage) {
+	c.lim.paramsBytes += len(params) - len(s.resume)
+	s.resume = params
+}
+
+// roomForParams reports whether n bytes of params for s (replacing what s
+// keeps) fit the client's MaxClientParams.
+func (c *clientConn) roomForParams(s *session, n int) bool {
+	max := c.srv.cfg.MaxClientParams
+	if max <= 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lim.paramsBytes-len(s.resume)+n <= max
+}
+
+// keptParams is the size of the create/resume params the client's sessions keep.
+func (c *clientConn) keptParams() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lim.paramsBytes
 }
