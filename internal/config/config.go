@@ -43,6 +43,9 @@ const (
 	EnvGossipKeys = "RPCPROXY_GOSSIP_KEYS"
 	// EnvBackendToken supplies Gossip.BackendToken when the file leaves it empty.
 	EnvBackendToken = "RPCPROXY_BACKEND_TOKEN"
+	// EnvAdminToken supplies Admin.Token when the file leaves it empty; the
+	// `rpcproxy status` command reads it too.
+	EnvAdminToken = "RPCPROXY_ADMIN_TOKEN"
 )
 
 // Config is the whole configuration of one rpcproxy process. The zero value
@@ -95,6 +98,24 @@ type Config struct {
 	// Agent configures `rpcproxy agent`, which runs beside one CLI server
 	// and announces it to the cluster. `rpcproxy serve` ignores it.
 	Agent Agent
+
+	// Admin configures the admin HTTP listener (health, readiness, the JSON
+	// API and metrics) of `rpcproxy serve`.
+	Admin Admin
+}
+
+// Admin configures the admin HTTP listener.
+type Admin struct {
+	// Listen is the host:port of the admin listener. Empty switches it off.
+	// It answers operators, not SDK clients: bind it to loopback or a
+	// private network. The --admin flag overrides it. Default "" (off).
+	Listen string
+
+	// Token, when set, is required as `Authorization: Bearer <token>` by
+	// every admin endpoint but /healthz and /readyz. When the file leaves it
+	// empty, Load takes it from RPCPROXY_ADMIN_TOKEN. Never log it.
+	// Default "" (no authentication).
+	Token string
 }
 
 // Limits bound the resources one client connection can hold. Every field must

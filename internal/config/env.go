@@ -7,7 +7,9 @@ import "strings"
 //
 //   - ConnectionToken from RPCPROXY_CONNECTION_TOKEN;
 //   - Gossip.Encrypt from RPCPROXY_GOSSIP_KEYS, a comma-separated list of
-//     base64 keys, primary first (blanks around commas are ignored).
+//     base64 keys, primary first (blanks around commas are ignored);
+//   - Gossip.BackendToken from RPCPROXY_BACKEND_TOKEN;
+//   - Admin.Token from RPCPROXY_ADMIN_TOKEN.
 //
 // A value set in the file always wins over the environment. Load calls
 // ApplyEnv; call it yourself only when building a Config without Load.
@@ -20,6 +22,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if c.Gossip.BackendToken == "" {
 		c.Gossip.BackendToken = getenv(EnvBackendToken)
+	}
+	if c.Admin.Token == "" {
+		c.Admin.Token = getenv(EnvAdminToken)
 	}
 }
 

@@ -18,6 +18,7 @@ const examplePath = "../../config.example.hcl"
 func TestExampleFile(t *testing.T) {
 	t.Setenv(EnvConnectionToken, "")
 	t.Setenv(EnvGossipKeys, "")
+	t.Setenv(EnvAdminToken, "")
 	got, err := Load(examplePath)
 	if err != nil {
 		t.Fatalf("Load(%s): %v", examplePath, err)

@@ -28,6 +28,9 @@ type Overrides struct {
 	// Join, when not nil, replaces Gossip.Join; it enables gossip on
 	// DefaultGossipBind if no bind address is set.
 	Join []string
+
+	// Admin replaces Admin.Listen when not empty.
+	Admin string
 }
 
 // Apply replaces the settings o sets. It does not validate; call Validate
@@ -44,6 +47,9 @@ func (c *Config) Apply(o Overrides) {
 	}
 	if o.GossipBind != "" {
 		c.Gossip.Bind = o.GossipBind
+	}
+	if o.Admin != "" {
+		c.Admin.Listen = o.Admin
 	}
 	if o.Join != nil {
 		c.Gossip.Join = nil

@@ -105,6 +105,12 @@ func (c *Config) Validate() error {
 
 	v.gossip(c.Gossip)
 	v.agent(c.Agent)
+	if c.Admin.Listen != "" {
+		v.address("admin.listen", c.Admin.Listen, addrRules{allowPortZero: true})
+		if c.Admin.Listen == c.Listen {
+			v.fail("admin.listen", "same address as listen (%q)", c.Listen)
+		}
+	}
 
 	return errors.Join(v.errs...)
 }

@@ -115,7 +115,10 @@ type Checker struct {
 type host struct {
 	b        *router.Backend
 	state    State // up or down, as checks and reports say
-	draining bool
+	draining bool  // drained by its configuration or its agent
+	// adminDrain: drained over the admin API. Kept apart from draining,
+	// which reloads and gossip set again and again.
+	adminDrain bool
 	// agentDown: the backend's agent reports its CLI unhealthy (gossip).
 	agentDown bool
 	// The last check: when it started, how long it took, its error, and
@@ -153,13 +156,15 @@ func (v *View) Changed() <-chan struct{} { return v.changed }
 func (h *host) usable() bool { return h.state == StateUp && !h.agentDown }
 
 // routable reports whether new sessions may go to the host.
-func (h *host) routable() bool { return h.usable() && !h.draining }
+func (h *host) routable() bool { return h.usable() && !h.isDraining() }
+
+func (h *host) isDraining() bool { return h.draining || h.adminDrain }
 
 func (h *host) effective() State {
 	switch {
 	case !h.usable():
 		return StateDown
-	case h.draining:
+	case h.isDraining():
 		return StateDraining
 	}
 	return StateUp
@@ -247,6 +252,14 @@ func (c *Checker) SetDraining(name string, draining bool) error {
 	return c.update(name, "operator", func(h *host) { h.draining = draining })
 }
 
+// SetAdminDrain marks a backend draining over the admin API, or clears that
+// mark. It is kept apart from SetDraining (the configuration's and the
+// agent's say), so a reload or a gossip update does not undo it, and
+// clearing it leaves a backend its configuration drains draining.
+func (c *Checker) SetAdminDrain(name string, draining bool) error {
+	return c.update(name, "admin", func(h *host) { h.adminDrain = draining })
+}
+
 // update applies an external change to a host's flags, rebuilding the ring
 // and reporting the change when its effective state moved.
 func (c *Checker) update(name, source string, change func(*host)) error {
@@ -285,9 +298,12 @@ func (c *Checker) State(name string) (State, bool) {
 type BackendStatus struct {
 	Name     string
 	Addr     string
+	Source   string // router.Backend.Source: static, pool or gossip
 	Weight   int
 	State    State // effective: down, draining or up
-	Draining bool  // marked draining (by an operator or its agent)
+	Draining bool  // marked draining (by its configuration or its agent)
+	// AdminDrain: marked draining over the admin API (SetAdminDrain).
+	AdminDrain bool
 	// AgentDown: the backend's gossip agent reports its CLI unhealthy.
 	AgentDown bool
 	// LastCheck is when the last probe started (zero before the first);
@@ -304,8 +320,8 @@ func (c *Checker) Status() []BackendStatus {
 	c.mu.Lock()
 	out := make([]BackendStatus, 0, len(c.hosts))
 	for _, h := range c.hosts {
-		st := BackendStatus{Name: h.b.Name, Addr: h.b.Addr, Weight: max(h.b.Weight, 1), State: h.effective(),
-			Draining: h.draining, AgentDown: h.agentDown, LastCheck: h.lastCheck, LastLatency: h.lastLatency, Info: h.info}
+		st := BackendStatus{Name: h.b.Name, Addr: h.b.Addr, Source: h.b.Source, Weight: max(h.b.Weight, 1), State: h.effective(),
+			Draining: h.draining, AdminDrain: h.adminDrain, AgentDown: h.agentDown, LastCheck: h.lastCheck, LastLatency: h.lastLatency, Info: h.info}
 		if h.lastErr != nil {
 			st.LastError = h.lastErr.Error()
 		}

@@ -39,6 +39,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxPending caps a client's requests in flight. Default 4096.
 	MaxPending int
+	// OnSessionMoved, if set, is told of every session moved to another
+	// backend, with the reason ("backend lost", "ring owner changed").
+	// Called from the session's mover goroutine; it must not block.
+	OnSessionMoved func(session, from, to, reason string)
 	// Logger receives the proxy's logs; nil discards them.
 	Logger hclog.Logger
 }
@@ -319,13 +323,7 @@ func (s *Server) watchHealth() {
 
 // abortUnusable aborts every upstream to a backend that is not usable.
 func (s *Server) abortUnusable() {
-	s.mu.Lock()
-	clients := make([]*clientConn, 0, len(s.clients))
-	for c := range s.clients {
-		clients = append(clients, c)
-	}
-	s.mu.Unlock()
-	for _, c := range clients {
+	for _, c := range s.clientList() {
 		c.mu.Lock()
 		for name, u := range c.upstreams {
 			if !s.usable(name) {

@@ -353,6 +353,9 @@ func (c *clientConn) move(s *session, sid string, to *router.Backend, reason str
 	c.setBackend(s, to)
 	s.inTurn.Store(false)
 	c.log().Info("session moved", "session", sid, "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
+	if f := c.srv.cfg.OnSessionMoved; f != nil {
+		f(sid, from.Name, to.Name, reason)
+	}
 	return nil
 }
 
