@@ -17,10 +17,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/rpcproxy/rpcproxy/internal/admin"
 	"github.com/rpcproxy/rpcproxy/internal/config"
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/localpool"
+	"github.com/rpcproxy/rpcproxy/internal/membership"
 	"github.com/rpcproxy/rpcproxy/internal/proxy"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
@@ -59,6 +61,7 @@ func serve(args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "", `address SDK clients connect to (default ":4321")`)
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
 	spawn := fs.Int("spawn", -1, "start N headless CLI servers as a managed local pool")
+	adminAddr := fs.String("admin", "", `admin HTTP listener, e.g. "127.0.0.1:9090" (default off)`)
 	gossipBind := fs.String("gossip-bind", "", `join gossip on this address (default "`+config.DefaultGossipBind+`" when --join is given)`)
 	var backends, join listFlag
 	fs.Var(&backends, "backend", "a static backend host:port (repeatable; replaces the file's backends)")
@@ -69,7 +72,7 @@ func serve(args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
-	o := config.Overrides{Listen: *listen, LogLevel: *logLevel, GossipBind: *gossipBind}
+	o := config.Overrides{Listen: *listen, LogLevel: *logLevel, GossipBind: *gossipBind, Admin: *adminAddr}
 	if join.set {
 		o.Join = join.values
 	}
@@ -110,13 +113,15 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		Load:        cfg.Ring.Load,
 	})
 	var srv *proxy.Server
+	events := admin.NewEvents(0)
 	checker := health.New(health.Config{
 		Interval: cfg.Health.Interval,
 		Timeout:  cfg.Health.Timeout,
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
-		Logger: log.Named("health"),
+		OnChange: stateEvents(events),
+		Logger:   log.Named("health"),
 	}, table)
 	defer checker.Close()
 	srv = proxy.New(proxy.Config{
@@ -130,6 +135,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		DialTimeout:      cfg.Upstream.DialTimeout,
 		RequestTimeout:   cfg.Upstream.RequestTimeout,
 		MaxPending:       cfg.Limits.MaxPendingRequests,
+		OnSessionMoved:   moveEvents(events),
 		Logger:           log.Named("proxy"),
 	}, table, checker)
 
@@ -150,20 +156,26 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 		slots := make([]string, len(pool.Addrs()))
 		for i, addr := range pool.Addrs() {
 			slots[i] = addr
-			if err := checker.Add(&router.Backend{Name: addr, Addr: addr, Token: token}); err != nil {
+			if err := checker.Add(&router.Backend{Name: addr, Addr: addr, Token: token, Source: router.SourcePool}); err != nil {
 				return err
 			}
 		}
 		go followPool(pool, slots, token, checker, log)
 	}
 
+	var node *membership.Node
 	if cfg.Gossip.Enabled() {
-		node, err := joinAsProxy(ctx, cfg, checker, log)
-		if err != nil {
+		var err error
+		if node, err = joinAsProxy(ctx, cfg, checker, log); err != nil {
 			return err
 		}
 		defer node.Close()
 	}
+	adminSrv, err := startAdmin(cfg, &adminSource{checker: checker, table: table, proxy: srv, node: node}, events, log)
+	if err != nil {
+		return err
+	}
+	defer adminSrv.Close()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -175,6 +187,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, reload 
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+		adminSrv.SetDraining()
 		srv.Close()
 		<-errc
 		return nil
@@ -225,7 +238,7 @@ func followPool(pool *localpool.Pool, slots []string, token string, checker *hea
 		log.Info("pool child moved", "child", ev.Child, "from", slots[ev.Child], "to", ev.Addr)
 		checker.Remove(slots[ev.Child])
 		slots[ev.Child] = ev.Addr
-		if err := checker.Add(&router.Backend{Name: ev.Addr, Addr: ev.Addr, Token: token}); err != nil {
+		if err := checker.Add(&router.Backend{Name: ev.Addr, Addr: ev.Addr, Token: token, Source: router.SourcePool}); err != nil {
 			log.Warn("cannot add moved pool child", "error", err)
 		}
 	}
@@ -254,7 +267,7 @@ func (s *staticBackends) apply(backends []config.Backend) error {
 	for _, b := range backends {
 		next[b.Address] = b
 		if _, ok := s.current[b.Address]; !ok {
-			if err := s.checker.Add(&router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token, Weight: b.Weight}); err != nil {
+			if err := s.checker.Add(&router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token, Weight: b.Weight, Source: router.SourceStatic}); err != nil {
 				return err
 			}
 		}

@@ -260,6 +260,9 @@ func (c *Checker) SetAdminDrain(name string, draining bool) error {
 	return c.update(name, "admin", func(h *host) { h.adminDrain = draining })
 }
 
+// ErrUnknownBackend is returned for a backend the checker does not have.
+var ErrUnknownBackend = errors.New("health: unknown backend")
+
 // update applies an external change to a host's flags, rebuilding the ring
 // and reporting the change when its effective state moved.
 func (c *Checker) update(name, source string, change func(*host)) error {
@@ -267,7 +270,7 @@ func (c *Checker) update(name, source string, change func(*host)) error {
 	h, ok := c.hosts[name]
 	if !ok {
 		c.mu.Unlock()
-		return fmt.Errorf("health: unknown backend %q", name)
+		return fmt.Errorf("%w %q", ErrUnknownBackend, name)
 	}
 	from := h.effective()
 	change(h)
