@@ -59,7 +59,7 @@ func stateEvents(events *admin.Events) func(string, health.State, health.State) 
 func moveEvents(events *admin.Events) func(session, from, to, reason string) {
 	return func(session, from, to, reason string) {
 		kind := admin.KindMove
-		if reason == "backend lost" {
+		if reason == proxy.ReasonBackendLost {
 			kind = admin.KindFailover
 		}
 		events.Add(kind, from, fmt.Sprintf("session %s moved to %s (%s)", session, to, reason))

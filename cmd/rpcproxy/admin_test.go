@@ -219,17 +219,29 @@ func TestAdminFollowsLivePool(t *testing.T) {
 		t.Fatalf("drain of an unknown backend: %d", code)
 	}
 
-	// A killed backend shows down within the health timing; with none left
-	// the proxy is not ready.
-	fakes[0].Close()
-	waitFor(t, "the killed backend down", func() bool { return p.backends(t)[fakes[0].Addr()].State == "down" })
-	if b := p.backends(t)[fakes[0].Addr()]; b.LastCheck.OK || b.LastCheck.Error == "" {
+	// The backend holding the session is killed: it shows down within the
+	// health timing, and the session fails over at its next request.
+	fakeAt := map[string]*fakecli.Server{fakes[0].Addr(): fakes[0], fakes[1].Addr(): fakes[1]}
+	fakeAt[other].Close()
+	waitFor(t, "the killed backend down", func() bool { return p.backends(t)[other].State == "down" })
+	if b := p.backends(t)[other]; b.LastCheck.OK || b.LastCheck.Error == "" {
 		t.Fatalf("down backend's last check: %+v", b.LastCheck)
 	}
 	if code, _ := p.do(t, "GET", "/readyz", ""); code != 200 {
 		t.Fatal("not ready with one backend left")
 	}
-	fakes[1].Close()
+	turnOn(t, c, sid, "after the crash")
+	if s := p.session(t, sid); s.Backend != holder || s.Owner != holder {
+		t.Fatalf("after failover: %+v, want on %s", s, holder)
+	}
+	if !p.hasEvent(t, admin.KindFailover, other) {
+		t.Fatal("no failover event")
+	}
+	p.get(t, "/v1/summary", &sum)
+	if sum.Up != 1 || sum.Down != 1 || sum.Sessions != 1 {
+		t.Fatalf("summary after the crash: %+v", sum)
+	}
+	fakeAt[holder].Close()
 	waitFor(t, "/readyz 503", func() bool { code, _ := p.do(t, "GET", "/readyz", ""); return code == 503 })
 	if code, _ := p.do(t, "GET", "/healthz", ""); code != 200 {
 		t.Fatal("/healthz failed while the process serves")

@@ -40,7 +40,7 @@ type Config struct {
 	// MaxPending caps a client's requests in flight. Default 4096.
 	MaxPending int
 	// OnSessionMoved, if set, is told of every session moved to another
-	// backend, with the reason ("backend lost", "ring owner changed").
+	// backend, with the reason (ReasonBackendLost, ReasonOwnerChanged).
 	// Called from the session's mover goroutine; it must not block.
 	OnSessionMoved func(session, from, to, reason string)
 	// Logger receives the proxy's logs; nil discards them.

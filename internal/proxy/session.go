@@ -46,6 +46,16 @@ type session struct {
 	heldBytes int
 }
 
+// Reasons a session moves to another backend, as Config.OnSessionMoved
+// reports them.
+const (
+	// ReasonBackendLost: its backend stopped answering (a failover).
+	ReasonBackendLost = "backend lost"
+	// ReasonOwnerChanged: its owner on the ring changed (a backend joined,
+	// left or is draining); it moved at a turn boundary.
+	ReasonOwnerChanged = "ring owner changed"
+)
+
 // Bounds of the frames a session's client may send while the session
 // moves: more are refused (retryable), never buffered without limit. One
 // frame is always taken when none waits.
@@ -189,16 +199,16 @@ func (c *clientConn) placement(s *session, sid []byte) (to *router.Backend, reas
 	if !c.srv.usable(s.backend.Name) {
 		s.ring = ring
 		if to = ring.Lookup(sid); to == nil {
-			return nil, "backend lost"
+			return nil, ReasonBackendLost
 		}
-		return to, "backend lost"
+		return to, ReasonBackendLost
 	}
 	if s.ring == ring || s.inTurn.Load() {
 		return nil, ""
 	}
 	s.ring = ring
 	if owner := ring.Lookup(sid); owner != nil && owner.Name != s.backend.Name {
-		return owner, "ring owner changed"
+		return owner, ReasonOwnerChanged
 	}
 	return nil, ""
 }
@@ -389,7 +399,7 @@ func (c *clientConn) reattach(s *session, sid string) *rpcError {
 	if to == nil {
 		return proxyError(codeNoBackend, "no backend available", errorData{Retryable: true, Backend: b.Name})
 	}
-	return c.move(s, sid, to, "backend lost")
+	return c.move(s, sid, to, ReasonBackendLost)
 }
 
 func (c *clientConn) setBackend(s *session, b *router.Backend) {
