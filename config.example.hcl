@@ -2,7 +2,7 @@
 #
 # Every setting is optional; one left out keeps the default shown here.
 # Durations are strings with a unit: "250ms", "30s", "1m30s".
-# Sizes are in bytes. Command-line flags (--listen, --backend, --log-level,
+# Sizes are in bytes. Command-line flags (--listen, --admin, --backend, --log-level,
 # --spawn) override this file. Load it with `rpcproxy serve --config <file>`.
 # SIGHUP re-reads the file and applies its backend blocks (added ones join,
 # removed or `drain = true` ones are drained); other settings need a restart.
