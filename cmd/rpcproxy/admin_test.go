@@ -260,7 +260,7 @@ func TestAdminToken(t *testing.T) {
 		}
 	}
 	for _, ep := range []struct{ method, path string }{
-		{"GET", "/"}, {"GET", "/v1/backends"}, {"GET", "/v1/sessions/x"}, {"GET", "/v1/members"},
+		{"GET", "/v1/backends"}, {"GET", "/v1/sessions/x"}, {"GET", "/v1/members"},
 		{"GET", "/v1/events"}, {"GET", "/v1/summary"}, {"GET", "/metrics"},
 		{"POST", "/v1/backends/" + cfg.Backends[0].Address + "/drain"},
 	} {

@@ -73,7 +73,7 @@ func New(cfg Config) *Server {
 	}
 	s.routes()
 	s.http = &http.Server{
-		Handler:           s.mux,
+		Handler:           securityHeaders(s.mux),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -88,7 +88,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.auth(http.HandlerFunc(s.metrics)))
-	s.mux.Handle("GET /{$}", s.auth(http.HandlerFunc(s.index)))
+	s.routePage()
 	s.mux.Handle("GET /v1/backends", s.auth(http.HandlerFunc(s.backends)))
 	s.mux.Handle("POST /v1/backends/{address}/drain", s.auth(s.drain(true)))
 	s.mux.Handle("POST /v1/backends/{address}/undrain", s.auth(s.drain(false)))
@@ -99,7 +99,7 @@ func (s *Server) routes() {
 }
 
 // Handler is the server's HTTP handler (tests, or mounting elsewhere).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 // Serve answers on l until Close; it owns l. It returns nil after Close.
 func (s *Server) Serve(l net.Listener) error {
@@ -185,12 +185,6 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Metrics.ServeHTTP(w, r)
-}
-
-// index is a placeholder until the status page lands.
-func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprint(w, "rpcproxy admin: see /v1/backends, /v1/summary, /v1/events, /v1/members, /healthz, /readyz, /metrics\n")
 }
 
 func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
