@@ -7,9 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/rpcproxy/rpcproxy/internal/fakecli"
@@ -29,9 +32,42 @@ func screenshotPath(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "status-page.png")
 }
 
+// pageProblems collects what a tab reports as wrong: uncaught exceptions,
+// and console errors such as a resource the Content-Security-Policy blocked
+// or a request that failed.
+type pageProblems struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (p *pageProblems) listen(ev any) {
+	var problem string
+	switch e := ev.(type) {
+	case *cdplog.EventEntryAdded:
+		if e.Entry.Level == cdplog.EntryLevelError || e.Entry.Source == cdplog.EntrySourceSecurity {
+			problem = fmt.Sprintf("%s %s: %s %s", e.Entry.Level, e.Entry.Source, e.Entry.Text, e.Entry.URL)
+		}
+	case *cdpruntime.EventExceptionThrown:
+		problem = (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error()
+	}
+	if problem != "" {
+		p.mu.Lock()
+		p.list = append(p.list, problem)
+		p.mu.Unlock()
+	}
+}
+
+// get returns the problems so far.
+func (p *pageProblems) get() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.list...)
+}
+
 // browser starts headless Chromium for the test and returns a context for
-// a first tab; the browser stops when the test ends.
-func browser(t *testing.T) context.Context {
+// a first tab, and what that tab reports as wrong; the browser stops when
+// the test ends.
+func browser(t *testing.T) (context.Context, *pageProblems) {
 	t.Helper()
 	var path string
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -71,12 +107,13 @@ func browser(t *testing.T) context.Context {
 	// two minutes, the bound of the whole test.
 	bound, cancelBound := context.WithTimeout(context.Background(), 2*time.Minute)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(bound, opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
+	problems := &pageProblems{}
+	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf), chromedp.WithListener(problems.listen))
 	t.Cleanup(func() { cancelCtx(); cancelAlloc(); cancelBound() })
 	if err := chromedp.Do(ctx); err != nil { // starts the browser and its first tab
 		t.Fatalf("start chromium: %v", err)
 	}
-	return ctx
+	return ctx, problems
 }
 
 // newTab opens another tab of ctx's browser: its own sessionStorage.
@@ -151,7 +188,7 @@ func TestStatusPageFollowsPool(t *testing.T) {
 		sessions[sid] = c
 	}
 
-	ctx := browser(t)
+	ctx, problems := browser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+p.admin+"/")); err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +201,9 @@ func TestStatusPageFollowsPool(t *testing.T) {
 		return len(m) == 3
 	}
 	waitPage(t, ctx, "three backends up", pageStates, allUp)
+	// The policy let the page's own style sheet and icon in.
+	waitPage(t, ctx, "the style sheet and the icon", `getComputedStyle(document.body).backgroundColor + ' ' +
+		(document.querySelector('.brand img').naturalWidth > 0)`, func(s string) bool { return s == "rgb(245, 247, 250) true" })
 	waitPage(t, ctx, "the totals", `[document.getElementById('t-sessions').textContent, document.getElementById('t-clients').textContent,
 		document.getElementById('t-backends').textContent, document.getElementById('t-rps').textContent,
 		document.getElementById('t-p50').textContent, document.getElementById('ready').textContent].join('|')`,
@@ -211,6 +251,9 @@ func TestStatusPageFollowsPool(t *testing.T) {
 		t.Fatalf("the page reloaded (mark %q, %v)", mark, err)
 	}
 
+	if got := problems.get(); len(got) > 0 {
+		t.Fatalf("the page reported problems:\n%s", strings.Join(got, "\n"))
+	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +272,7 @@ func TestStatusPageToken(t *testing.T) {
 	cfg, fakes := staticFakes(t, 1)
 	cfg.Admin.Token = "s3cret-admin"
 	p := startAdminProxy(t, cfg)
-	ctx := browser(t)
+	ctx, problems := browser(t)
 	page := "http://" + p.admin + "/"
 	authText := `(() => { const a = document.getElementById('auth');
 		return a.hidden ? '' : document.getElementById('auth-message').textContent; })()`
@@ -271,5 +314,11 @@ func TestStatusPageToken(t *testing.T) {
 	waitPage(t, tab, "the pool with ?token=", pageStates, func(m map[string]string) bool { return m[fakes[0].Addr()] == "up" })
 	if loc, err := chromedp.Run(tab, chromedp.Location()); err != nil || strings.Contains(loc, "token") {
 		t.Fatalf("the address bar keeps the token: %q (%v)", loc, err)
+	}
+	// The 401 answers show in the console as failed loads; nothing else may.
+	for _, problem := range problems.get() {
+		if !strings.Contains(problem, "status of 401") {
+			t.Errorf("the page reported: %s", problem)
+		}
 	}
 }
