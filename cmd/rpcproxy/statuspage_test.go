@@ -164,6 +164,7 @@ func waitPage[T any](t *testing.T, ctx context.Context, what, expr string, check
 // without a reload, as draining and down, with their events; the totals
 // count the sessions, and values the proxy does not measure show "—".
 func TestStatusPageFollowsPool(t *testing.T) {
+	ctx, problems := browser(t)
 	cfg, fakes := staticFakes(t, 3)
 	p := startAdminProxy(t, cfg)
 	waitFor(t, "three backends checked", func() bool {
@@ -188,7 +189,6 @@ func TestStatusPageFollowsPool(t *testing.T) {
 		sessions[sid] = c
 	}
 
-	ctx, problems := browser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+p.admin+"/")); err != nil {
 		t.Fatal(err)
 	}
@@ -269,10 +269,10 @@ func TestStatusPageFollowsPool(t *testing.T) {
 // message and no data; with ?token= it shows the pool and drops the token
 // from the address bar; a token typed into the prompt works too.
 func TestStatusPageToken(t *testing.T) {
+	ctx, problems := browser(t)
 	cfg, fakes := staticFakes(t, 1)
 	cfg.Admin.Token = "s3cret-admin"
 	p := startAdminProxy(t, cfg)
-	ctx, problems := browser(t)
 	page := "http://" + p.admin + "/"
 	authText := `(() => { const a = document.getElementById('auth');
 		return a.hidden ? '' : document.getElementById('auth-message').textContent; })()`
