@@ -193,16 +193,18 @@ agent {
   drain_timeout = "10s"
 }
 
-# Admin: an HTTP listener for operators (`rpcproxy serve` only): /healthz,
-# /readyz, the JSON API under /v1/ and /metrics. See "Operating" in the README.
+# Admin: an HTTP listener for operators (`rpcproxy serve` only): the status
+# page at /, /healthz, /readyz, the JSON API under /v1/ and /metrics. See
+# "Operating" in the README.
 admin {
   # host:port of the admin listener; "" switches it off. It is for operators,
   # not SDK clients: bind it to loopback or a private network, e.g.
   # "127.0.0.1:9090". The --admin flag overrides it. Default "" (off).
   listen = ""
 
-  # When set, every admin endpoint but /healthz and /readyz requires
-  # `Authorization: Bearer <token>`. When empty here, the environment
+  # When set, every admin endpoint but /healthz, /readyz and the status
+  # page's own files requires `Authorization: Bearer <token>` (the page asks
+  # for it, or takes /?token=…). When empty here, the environment
   # variable RPCPROXY_ADMIN_TOKEN is used. Default "" (no authentication).
   token = ""
 }

@@ -24,7 +24,8 @@ type Config struct {
 	// Source is what the API reads and changes. Required.
 	Source Source
 	// Token, when set, is required as "Authorization: Bearer <token>" by
-	// every endpoint but /healthz and /readyz. Empty: no authentication.
+	// every endpoint but /healthz, /readyz and the status page's files
+	// (/ and /ui/, which hold no data). Empty: no authentication.
 	Token string
 	// Events is the ring GET /v1/events lists; nil lists nothing.
 	Events *Events

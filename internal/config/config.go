@@ -112,7 +112,8 @@ type Admin struct {
 	Listen string
 
 	// Token, when set, is required as `Authorization: Bearer <token>` by
-	// every admin endpoint but /healthz and /readyz. When the file leaves it
+	// every admin endpoint but /healthz, /readyz and the status page's own
+	// files (they hold no data). When the file leaves it
 	// empty, Load takes it from RPCPROXY_ADMIN_TOKEN. Never log it.
 	// Default "" (no authentication).
 	Token string
