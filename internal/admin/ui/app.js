@@ -60,7 +60,8 @@
     if (v >= 10000) return (v / 1000).toFixed(1) + ' s';
     if (v >= 1000) return (v / 1000).toFixed(2) + ' s';
     if (v >= 10) return v.toFixed(0) + ' ms';
-    return v.toFixed(1) + ' ms';
+    if (v >= 1) return v.toFixed(1) + ' ms';
+    return v.toFixed(2) + ' ms';
   }
   function fmtAgo(iso) {
     const t = Date.parse(iso);
@@ -169,9 +170,13 @@
     $('events-empty').hidden = rows.length > 0;
   }
 
-  function setLive(kind, text) {
+  // setLive shows the connection's state. Only a change of it is written to
+  // the status region (announced by screen readers); the time of the last
+  // update, which changes every second, is not in that region.
+  function setLive(kind, text, time) {
     $('live').className = 'live ' + kind;
-    $('live-text').textContent = text;
+    if ($('live-text').textContent !== text) $('live-text').textContent = text;
+    $('live-time').textContent = time ? '· updated ' + time : '';
   }
 
   function showAuth(reason) {
@@ -202,7 +207,7 @@
       $('auth').hidden = true;
       $('dashboard').hidden = false;
       $('main').classList.remove('stale');
-      setLive('ok', 'Live · updated ' + fmtClock(new Date()));
+      setLive('ok', 'Live', fmtClock(new Date()));
     } catch (err) {
       if (err instanceof Unauthorized) {
         if (getToken() === sent) {
