@@ -1,5 +1,6 @@
 # rpcproxy: build, test, demo and bench. Everything a target needs it installs
-# itself (npm packages into e2e/node/node_modules, HAProxy with apt for the bench).
+# itself (npm packages into e2e/node/node_modules, Chromium with apt for the
+# status page test, HAProxy with apt for the bench).
 
 GO      ?= go
 BIN     := bin
@@ -28,8 +29,10 @@ rpcproxy:
 ## with the real Copilot CLI and the official Node and Go SDKs.
 test: unit e2e
 
+## unit: installs headless Chromium (apt) for the status page's browser test.
 unit:
 	bash scripts/install-prometheus.sh
+	bash scripts/install-chromium.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
 

@@ -2,8 +2,8 @@
 #
 # Every setting is optional; one left out keeps the default shown here.
 # Durations are strings with a unit: "250ms", "30s", "1m30s".
-# Sizes are in bytes. Command-line flags (--listen, --backend, --log-level,
-# --spawn, --join, --gossip-bind) override this file. Load it with
+# Sizes are in bytes. Command-line flags (--listen, --admin, --backend,
+# --log-level, --spawn, --join, --gossip-bind) override this file. Load it with
 # `rpcproxy serve --config <file>`. A bad value is reported at its file:line.
 # SIGHUP re-reads the file: backend blocks are applied (added ones join, a
 # changed token or weight is updated in place, removed or `drain = true` ones
@@ -286,4 +286,20 @@ agent {
   # leaves the cluster; a second SIGTERM leaves at once. Must be >= 0.
   # Default "10s".
   drain_timeout = "10s"
+}
+
+# Admin: an HTTP listener for operators (`rpcproxy serve` only): the status
+# page at /, /healthz, /readyz, the JSON API under /v1/ and /metrics. See
+# "Operating" in the README.
+admin {
+  # host:port of the admin listener; "" switches it off. It is for operators,
+  # not SDK clients: bind it to loopback or a private network, e.g.
+  # "127.0.0.1:9090". The --admin flag overrides it. Default "" (off).
+  listen = ""
+
+  # When set, every admin endpoint but /healthz, /readyz and the status
+  # page's own files requires `Authorization: Bearer <token>` (the page asks
+  # for it, or takes /?token=…). When empty here, the environment
+  # variable RPCPROXY_ADMIN_TOKEN is used. Default "" (no authentication).
+  token = ""
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rpcproxy/rpcproxy/internal/admin"
 	"github.com/rpcproxy/rpcproxy/internal/fakecli"
 )
 
@@ -216,8 +217,8 @@ func TestServeSpawnManagedPool(t *testing.T) {
 		t.Fatalf("build fake copilot: %v\n%s", err, out)
 	}
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	listen := freeAddr(t)
-	p := startProcess(t, "serve", "--spawn", "3", "--listen", listen)
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	p := startProcess(t, "serve", "--spawn", "3", "--listen", listen, "--admin", adminAddr)
 	p.waitLog(t, "rpcproxy listening", 1)
 	c := sdkClient(t, listen)
 	for i := 0; i < 12; i++ {
@@ -236,6 +237,21 @@ func TestServeSpawnManagedPool(t *testing.T) {
 	}
 	if len(placed) < 2 {
 		t.Fatalf("sessions placed on %d pool servers, want at least 2", len(placed))
+	}
+	// The admin API lists the children as pool backends holding the sessions.
+	var backends []admin.Backend
+	if err := adminGet(adminAddr, "/v1/backends", "", &backends); err != nil {
+		t.Fatal(err)
+	}
+	sessions := 0
+	for _, b := range backends {
+		if b.Source != "pool" || b.State != "up" {
+			t.Fatalf("pool backend %+v", b)
+		}
+		sessions += b.Sessions
+	}
+	if len(backends) != 3 || sessions != 12 {
+		t.Fatalf("%d backends holding %d sessions, want 3 and 12", len(backends), sessions)
 	}
 }
 

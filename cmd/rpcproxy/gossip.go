@@ -149,7 +149,7 @@ func (g *gossipPool) BackendsChanged(backends []membership.Backend) {
 	for _, b := range backends {
 		seen[b.Addr] = true
 		if !g.added[b.Addr] {
-			if err := g.checker.Add(&router.Backend{Name: b.Addr, Addr: b.Addr, Token: g.token, Weight: b.Weight}); err == nil {
+			if err := g.checker.Add(&router.Backend{Name: b.Addr, Addr: b.Addr, Token: g.token, Weight: b.Weight, Source: router.SourceGossip}); err == nil {
 				g.added[b.Addr] = true
 				g.log.Info("backend joined", "backend", b.Addr, "node", b.Name)
 			}

@@ -1,8 +1,11 @@
 // Command rpcproxy is a session-aware JSON-RPC proxy in front of a pool of
 // headless Copilot CLI servers.
 //
-//	rpcproxy serve [--config FILE] [--listen ADDR] [--backend ADDR]... [--spawn N] [--join ADDR]... [--gossip-bind ADDR] [--log-level LEVEL]
+//	rpcproxy serve [--config FILE] [--listen ADDR] [--admin ADDR] [--backend ADDR]... [--spawn N] [--join ADDR]... [--gossip-bind ADDR] [--log-level LEVEL]
 //	rpcproxy agent [--config FILE] [--cli ADDR] [--advertise ADDR] [--gossip-bind ADDR] [--join ADDR]... [--name NAME] [--drain-timeout D] [--log-level LEVEL]
+//	rpcproxy status [--admin ADDR] [--token TOKEN]
+//	rpcproxy keygen
+//	rpcproxy validate --config FILE
 //
 // --bind is an alias of --gossip-bind in both commands.
 package main
@@ -23,9 +26,13 @@ const usage = `rpcproxy: a session-aware proxy in front of headless Copilot CLI 
 Usage:
   rpcproxy serve [flags]   accept SDK connections and route sessions over the pool
   rpcproxy agent [flags]   announce the CLI server beside it to the gossip cluster
+  rpcproxy status [flags]  print a running proxy's backends (from its admin listener)
+  rpcproxy keygen          print a new gossip encryption key
+  rpcproxy validate --config FILE
+                           check a configuration file
   rpcproxy version         print the version
 
-Run "rpcproxy serve -h" or "rpcproxy agent -h" for their flags.
+Run "rpcproxy serve -h", "rpcproxy agent -h" or any command with -h for its flags.
 `
 
 func main() {
@@ -43,6 +50,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], stderr)
 	case "agent":
 		err = agent(args[1:], stderr)
+	case "status":
+		err = status(args[1:], stdout, stderr)
+	case "keygen":
+		err = keygen(args[1:], stdout)
+	case "validate":
+		err = validate(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0

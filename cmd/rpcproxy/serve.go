@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/rpcproxy/rpcproxy/internal/admin"
 	"github.com/rpcproxy/rpcproxy/internal/config"
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 	"github.com/rpcproxy/rpcproxy/internal/health"
@@ -87,6 +88,7 @@ func parseServeFlags(args []string, stderr io.Writer) (configSource, error) {
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (default info)")
 	var spawn intFlag
 	fs.Var(&spawn, "spawn", "start `N` headless CLI servers as a managed local pool (default 0: none)")
+	adminAddr := fs.String("admin", "", "admin HTTP listener `host:port`, e.g. 127.0.0.1:9090 (default off)")
 	gossipBind := gossipBindFlags(fs, `join gossip on this address (default "`+config.DefaultGossipBind+`" when --join is given)`)
 	var backends, join listFlag
 	fs.Var(&backends, "backend", "a static backend `host:port` (repeatable; replaces the file's backends)")
@@ -100,7 +102,7 @@ func parseServeFlags(args []string, stderr io.Writer) (configSource, error) {
 	if err := checkGossipBind(fs); err != nil {
 		return configSource{}, fmt.Errorf("serve: %w", err)
 	}
-	o := config.Overrides{Listen: *listen, LogLevel: *logLevel, GossipBind: *gossipBind}
+	o := config.Overrides{Listen: *listen, LogLevel: *logLevel, GossipBind: *gossipBind, Admin: *adminAddr}
 	if join.set {
 		o.Join = join.values
 	}
@@ -134,13 +136,16 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		static *staticBackends
 	)
 	reg := metrics.New()
+	events := admin.NewEvents(0)
+	onState := stateEvents(events)
 	checker := health.New(health.Config{
 		Interval: cfg.Health.Interval,
 		Timeout:  cfg.Health.Timeout,
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
 		OnInfo:   func(info json.RawMessage) { srv.SetInfo(info) },
-		OnChange: func(name string, _, to health.State) {
+		OnChange: func(name string, from, to health.State) {
+			onState(name, from, to)
 			if to == health.StateDraining {
 				srv.BackendDraining(name) // logs only
 			}
@@ -169,6 +174,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		MaxClientParams:      cfg.Limits.MaxClientParamsBytes,
 		ClientIdleTimeout:    cfg.Limits.ClientIdleTimeout,
 		OnEmpty:              func(string) { static.emptied() },
+		OnSessionMoved:       moveEvents(events),
 		Logger:               log.Named("proxy"),
 		Observer:             reg.Proxy,
 	}, table, checker)
@@ -202,7 +208,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		slots := make([]string, len(pool.Addrs()))
 		for i, addr := range pool.Addrs() {
 			slots[i] = addr
-			if err := checker.Add(&router.Backend{Name: addr, Addr: addr, Token: token}); err != nil {
+			if err := checker.Add(&router.Backend{Name: addr, Addr: addr, Token: token, Source: router.SourcePool}); err != nil {
 				return err
 			}
 		}
@@ -217,9 +223,12 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		}
 		defer member.Close()
 	}
-	// GET /metrics. The admin listener (internal/admin, branch i11-api)
-	// mounts this handler; until it is merged nothing serves it.
-	_ = metricsHandler(reg, srv, checker, table, member)
+	adminSrv, err := startAdmin(cfg, &adminSource{checker: checker, table: table, proxy: srv, member: member},
+		events, metricsHandler(reg, srv, checker, table, member), reg.Proxy.Totals, log)
+	if err != nil {
+		return err
+	}
+	defer adminSrv.Close()
 
 	ln, inherited, err := listenOrInherit(cfg.Listen, log)
 	if err != nil {
@@ -241,9 +250,11 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 	defer upgrades.Close()
 	select {
 	case <-ctx.Done():
+		adminSrv.SetDraining()
 		upgrades.Close()
 		return stopProxy(srv, errc, cfg.ShutdownTimeout, log)
 	case <-upgrades.HandedOver():
+		adminSrv.SetDraining()
 		return stopProxy(srv, errc, cfg.ShutdownTimeout, log)
 	case err := <-errc:
 		srv.Close()
@@ -311,7 +322,7 @@ func followPool(pool *localpool.Pool, slots []string, token string, checker *hea
 		log.Info("pool child moved", "child", ev.Child, "from", slots[ev.Child], "to", ev.Addr)
 		checker.Remove(slots[ev.Child])
 		slots[ev.Child] = ev.Addr
-		if err := checker.Add(&router.Backend{Name: ev.Addr, Addr: ev.Addr, Token: token}); err != nil {
+		if err := checker.Add(&router.Backend{Name: ev.Addr, Addr: ev.Addr, Token: token, Source: router.SourcePool}); err != nil {
 			log.Warn("cannot add moved pool child", "error", err)
 		}
 	}
@@ -359,7 +370,7 @@ func (s *staticBackends) apply(backends []config.Backend) error {
 	next := make(map[string]bool, len(backends))
 	for _, b := range backends {
 		next[b.Address] = true
-		rb := &router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token, Weight: b.Weight}
+		rb := &router.Backend{Name: b.Address, Addr: b.Address, Token: b.Token, Weight: b.Weight, Source: router.SourceStatic}
 		old, known := s.current[b.Address]
 		switch {
 		case !known:

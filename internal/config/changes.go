@@ -16,6 +16,8 @@ var settings = []setting{
 	{"log_level", func(c *Config) any { return c.LogLevel }},
 	{"log_json", func(c *Config) any { return c.LogJSON }},
 	{"shutdown_timeout", func(c *Config) any { return c.ShutdownTimeout }},
+	{"admin.listen", func(c *Config) any { return c.Admin.Listen }},
+	{"admin.token", func(c *Config) any { return c.Admin.Token }},
 	{"connection_token", func(c *Config) any { return c.ConnectionToken }},
 	{"limits.max_frame_bytes", func(c *Config) any { return c.Limits.MaxFrameBytes }},
 	{"limits.max_header_line_bytes", func(c *Config) any { return c.Limits.MaxHeaderLineBytes }},

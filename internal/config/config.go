@@ -50,6 +50,9 @@ const (
 	// EnvGossipInsecure, set to "1" or "true" (any value strconv.ParseBool
 	// reads as true), sets Gossip.Insecure when the file does not.
 	EnvGossipInsecure = "RPCPROXY_GOSSIP_INSECURE"
+	// EnvAdminToken supplies Admin.Token when the file leaves it empty; the
+	// `rpcproxy status` command reads it too.
+	EnvAdminToken = "RPCPROXY_ADMIN_TOKEN"
 )
 
 // Config is the whole configuration of one rpcproxy process. The zero value
@@ -115,6 +118,25 @@ type Config struct {
 	// src is where the file set each setting (nil without a file), so that
 	// Validate names the file and line of a bad value.
 	src sources
+
+	// Admin configures the admin HTTP listener (health, readiness, the JSON
+	// API and metrics) of `rpcproxy serve`.
+	Admin Admin
+}
+
+// Admin configures the admin HTTP listener.
+type Admin struct {
+	// Listen is the host:port of the admin listener. Empty switches it off.
+	// It answers operators, not SDK clients: bind it to loopback or a
+	// private network. The --admin flag overrides it. Default "" (off).
+	Listen string
+
+	// Token, when set, is required as `Authorization: Bearer <token>` by
+	// every admin endpoint but /healthz, /readyz and the status page's own
+	// files (they hold no data). When the file leaves it
+	// empty, Load takes it from RPCPROXY_ADMIN_TOKEN. Never log it.
+	// Default "" (no authentication).
+	Token string
 }
 
 // Limits bound the resources clients can make the proxy hold: per connection,

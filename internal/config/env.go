@@ -16,6 +16,7 @@ import (
 //     ("1", "true"); any other value leaves it as the file set it;
 //   - Agent.Token from COPILOT_CONNECTION_TOKEN, the variable the CLI server
 //     beside an agent reads its own token from.
+//   - Admin.Token from RPCPROXY_ADMIN_TOKEN.
 //
 // A value set in the file always wins over the environment. Load calls
 // ApplyEnv; call it yourself only when building a Config without Load.
@@ -34,6 +35,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	}
 	if c.Agent.Token == "" {
 		c.Agent.Token = getenv(EnvAgentToken)
+	}
+	if c.Admin.Token == "" {
+		c.Admin.Token = getenv(EnvAdminToken)
 	}
 }
 

@@ -131,6 +131,12 @@ type fileConfig struct {
 	Health          *fileHealth    `hcl:"health,block"`
 	Gossip          *fileGossip    `hcl:"gossip,block"`
 	Agent           *fileAgent     `hcl:"agent,block"`
+	Admin           *fileAdmin     `hcl:"admin,block"`
+}
+
+type fileAdmin struct {
+	Listen *string `hcl:"listen,optional"`
+	Token  *string `hcl:"token,optional"`
 }
 
 type fileLimits struct {
@@ -273,6 +279,10 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 		set(&cfg.Agent.Weight, a.Weight)
 		set(&cfg.Agent.Token, a.Token)
 		diags = append(diags, setDuration(&cfg.Agent.DrainTimeout, a.DrainTimeout)...)
+	}
+	if a := f.Admin; a != nil {
+		set(&cfg.Admin.Listen, a.Listen)
+		set(&cfg.Admin.Token, a.Token)
 	}
 	return diags
 }

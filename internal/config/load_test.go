@@ -36,6 +36,11 @@ connection_token = "s3cret"
 			},
 		},
 		{
+			name: "admin block",
+			src:  "admin {\n  listen = \"127.0.0.1:9090\"\n  token = \"t\"\n}\n",
+			want: func(c *Config) { c.Admin = Admin{Listen: "127.0.0.1:9090", Token: "t"} },
+		},
+		{
 			name: "partial limits block keeps the other defaults",
 			src:  "limits {\n  max_frame_bytes = 1024\n  frame_timeout = \"1m30s\"\n}\n",
 			want: func(c *Config) {
@@ -346,9 +351,17 @@ func clearEnv(t *testing.T) {
 }
 
 func TestApplyEnv(t *testing.T) {
-	env := map[string]string{EnvConnectionToken: "tok", EnvGossipKeys: ",,", EnvBackendToken: "backend", EnvAgentToken: "agent"}
+	env := map[string]string{EnvConnectionToken: "tok", EnvGossipKeys: ",,", EnvBackendToken: "backend", EnvAgentToken: "agent", EnvAdminToken: "admin-tok"}
 	c := Default()
 	c.ApplyEnv(func(k string) string { return env[k] })
+	if c.Admin.Token != "admin-tok" {
+		t.Errorf("Admin.Token = %q, want admin-tok", c.Admin.Token)
+	}
+	c.Admin.Token = "from-file"
+	c.ApplyEnv(func(k string) string { return env[k] })
+	if c.Admin.Token != "from-file" {
+		t.Errorf("Admin.Token = %q, want the file's", c.Admin.Token)
+	}
 	if c.ConnectionToken != "tok" {
 		t.Errorf("ConnectionToken = %q, want tok", c.ConnectionToken)
 	}

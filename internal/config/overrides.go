@@ -37,6 +37,9 @@ type Overrides struct {
 
 	// AgentDrainTimeout replaces Agent.DrainTimeout when not nil.
 	AgentDrainTimeout *time.Duration
+
+	// Admin replaces Admin.Listen when not empty.
+	Admin string
 }
 
 // Apply replaces the settings o sets. It does not validate; call Validate
@@ -57,6 +60,9 @@ func (c *Config) Apply(o Overrides) {
 	if o.GossipBind != "" {
 		c.Gossip.Bind = o.GossipBind
 		c.src.forget("gossip.bind")
+	}
+	if o.Admin != "" {
+		c.Admin.Listen = o.Admin
 	}
 	if o.Join != nil {
 		c.Gossip.Join = nil

@@ -152,6 +152,12 @@ func (c *Config) Validate() error {
 	v.positive("health.fall", h.Fall)
 
 	v.gossip(c.Gossip)
+	if c.Admin.Listen != "" {
+		v.address("admin.listen", c.Admin.Listen, addrRules{allowPortZero: true})
+		if c.Admin.Listen == c.Listen {
+			v.fail("admin.listen", "same address as listen (%q)", c.Listen)
+		}
+	}
 
 	return errors.Join(v.errs...)
 }

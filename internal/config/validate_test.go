@@ -49,6 +49,7 @@ func TestValidateGood(t *testing.T) {
 		{"largest pool", func(c *Config) { c.Pool.Spawn = 256 }},
 		{"health timeout equal to interval", func(c *Config) { c.Health.Timeout = c.Health.Interval }},
 		{"gossip disabled", func(c *Config) { c.Gossip.Bind = "" }},
+		{"admin on loopback", func(c *Config) { c.Admin = Admin{Listen: "127.0.0.1:9090", Token: "t"} }},
 		{"gossip disabled ignores keys from the environment", func(c *Config) {
 			c.Gossip.Bind = ""
 			c.Gossip.Encrypt = []string{"not a key"}
@@ -95,6 +96,8 @@ func TestValidateBad(t *testing.T) {
 		{"listen port out of range", func(c *Config) { c.Listen = ":65536" }, "listen", "from 0 to 65535"},
 		{"listen named port", func(c *Config) { c.Listen = ":http" }, "listen", "must be a number"},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" }, "log_level", `"verbose" is not a level`},
+		{"admin listen without port", func(c *Config) { c.Admin.Listen = "127.0.0.1" }, "admin.listen", "missing port"},
+		{"admin listen on the client port", func(c *Config) { c.Admin.Listen = c.Listen }, "admin.listen", "same address as listen"},
 		{"log level is case-sensitive", func(c *Config) { c.LogLevel = "INFO" }, "log_level", "not a level"},
 		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout", "must be > 0"},
 		{"zero frame size", func(c *Config) { c.Limits.MaxFrameBytes = 0 }, "limits.max_frame_bytes", "between 1 and 1073741824"},

@@ -122,9 +122,12 @@ type host struct {
 	// state: up or down, as checks and reports say.
 	state State
 	// draining: drained by the operator (configuration); agentDraining:
-	// by the backend's agent (gossip). Either one drains it.
+	// by the backend's agent (gossip); adminDrain: over the admin API.
+	// Each is set by its own source alone, so a reload or a gossip update
+	// never undoes another's; any one drains the backend.
 	draining      bool
 	agentDraining bool
+	adminDrain    bool
 	// agentDown: the backend's agent reports its CLI unhealthy (gossip).
 	agentDown bool
 	// The last check: when it started, how long it took, its error, and
@@ -164,7 +167,7 @@ func (h *host) usable() bool { return h.state == StateUp && !h.agentDown }
 // routable reports whether new sessions may go to the host.
 func (h *host) routable() bool { return h.usable() && !h.drained() }
 
-func (h *host) drained() bool { return h.draining || h.agentDraining }
+func (h *host) drained() bool { return h.draining || h.agentDraining || h.adminDrain }
 
 func (h *host) effective() State {
 	switch {
@@ -295,6 +298,17 @@ func (c *Checker) backend(h *host) *router.Backend {
 	return h.b
 }
 
+// SetAdminDrain marks a backend draining over the admin API, or clears that
+// mark. It is kept apart from SetDraining (the configuration's and the
+// agent's say), so a reload or a gossip update does not undo it, and
+// clearing it leaves a backend its configuration drains draining.
+func (c *Checker) SetAdminDrain(name string, draining bool) error {
+	return c.update(name, "admin", func(h *host) { h.adminDrain = draining })
+}
+
+// ErrUnknownBackend is returned for a backend the checker does not have.
+var ErrUnknownBackend = errors.New("health: unknown backend")
+
 // update applies an external change to a host's flags, rebuilding the ring
 // and reporting the change when its effective state moved.
 func (c *Checker) update(name, source string, change func(*host)) error {
@@ -302,7 +316,7 @@ func (c *Checker) update(name, source string, change func(*host)) error {
 	h, ok := c.hosts[name]
 	if !ok {
 		c.mu.Unlock()
-		return fmt.Errorf("health: unknown backend %q", name)
+		return fmt.Errorf("%w %q", ErrUnknownBackend, name)
 	}
 	from := h.effective()
 	change(h)
@@ -333,9 +347,12 @@ func (c *Checker) State(name string) (State, bool) {
 type BackendStatus struct {
 	Name     string
 	Addr     string
+	Source   string // router.Backend.Source: static, pool or gossip
 	Weight   int
 	State    State // effective: down, draining or up
-	Draining bool  // marked draining (by an operator or its agent)
+	Draining bool  // marked draining (by its configuration or its agent)
+	// AdminDrain: marked draining over the admin API (SetAdminDrain).
+	AdminDrain bool
 	// AgentDown: the backend's gossip agent reports its CLI unhealthy.
 	AgentDown bool
 	// LastCheck is when the last probe started (zero before the first);
@@ -352,8 +369,8 @@ func (c *Checker) Status() []BackendStatus {
 	c.mu.Lock()
 	out := make([]BackendStatus, 0, len(c.hosts))
 	for _, h := range c.hosts {
-		st := BackendStatus{Name: h.b.Name, Addr: h.b.Addr, Weight: max(h.b.Weight, 1), State: h.effective(),
-			Draining: h.drained(), AgentDown: h.agentDown, LastCheck: h.lastCheck, LastLatency: h.lastLatency, Info: h.info}
+		st := BackendStatus{Name: h.b.Name, Addr: h.b.Addr, Source: h.b.Source, Weight: max(h.b.Weight, 1), State: h.effective(),
+			Draining: h.draining || h.agentDraining, AdminDrain: h.adminDrain, AgentDown: h.agentDown, LastCheck: h.lastCheck, LastLatency: h.lastLatency, Info: h.info}
 		if h.lastErr != nil {
 			st.LastError = h.lastErr.Error()
 		}

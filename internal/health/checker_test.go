@@ -330,3 +330,37 @@ func TestStatusReportsLastCheck(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// An admin drain holds whatever the configuration or the agent say next
+// (a reload or a gossip update sets SetDraining again), and clearing it
+// leaves a backend they drain draining.
+func TestAdminDrainIsKeptApart(t *testing.T) {
+	var tr transitions
+	c, table := newChecker(t, &tr, time.Hour)
+	a := startFake(t, fakecli.Config{})
+	c.Add(&router.Backend{Name: a.Addr(), Addr: a.Addr()})
+	if err := c.SetAdminDrain(a.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetDraining(a.Addr(), false); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.State(a.Addr()); st != StateDraining || table.Ring().Len() != 0 {
+		t.Fatalf("admin drain undone by SetDraining(false): %s, ring %d", st, table.Ring().Len())
+	}
+	if s := c.Status(); !s[0].AdminDrain || s[0].Draining {
+		t.Fatalf("status %+v", s[0])
+	}
+	c.SetDraining(a.Addr(), true)
+	c.SetAdminDrain(a.Addr(), false)
+	if st, _ := c.State(a.Addr()); st != StateDraining {
+		t.Fatalf("undrain over the API undid the configuration's drain: %s", st)
+	}
+	c.SetDraining(a.Addr(), false)
+	if st, _ := c.State(a.Addr()); st != StateUp || table.Ring().Len() != 1 {
+		t.Fatalf("no drain left: %s, ring %d", st, table.Ring().Len())
+	}
+	if err := c.SetAdminDrain("nope", true); !errors.Is(err, ErrUnknownBackend) {
+		t.Fatalf("unknown backend: %v", err)
+	}
+}

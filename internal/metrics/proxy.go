@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
@@ -247,3 +248,25 @@ func (b *Backend) FromBackend(n int) { b.p.frame(fromBackend, n) }
 
 // ToBackend counts a frame written to the backend, of n body bytes.
 func (b *Backend) ToBackend(n int) { b.p.frame(toBackend, n) }
+
+// Totals returns the client requests and the error answers counted since
+// start, for rates (the admin summary's requests/s and error rate). It
+// reads the counters, so it is for a scrape-like pace, not per frame.
+func (p *Proxy) Totals() (requests, errors uint64) {
+	for _, c := range p.requests {
+		requests += counterValue(c)
+	}
+	for _, c := range p.errorCodes {
+		errors += counterValue(c)
+	}
+	errors += counterValue(p.errorOther)
+	return requests, errors
+}
+
+func counterValue(c prometheus.Counter) uint64 {
+	var m dto.Metric
+	if c.Write(&m) != nil || m.Counter == nil {
+		return 0
+	}
+	return uint64(m.Counter.GetValue())
+}

@@ -77,6 +77,10 @@ type Config struct {
 	// to zero (the owner of a removed backend forgets it then). Called from
 	// a client's goroutine; it must not block.
 	OnEmpty func(backend string)
+	// OnSessionMoved, if set, is told of every session moved to another
+	// backend, with the reason (ReasonBackendLost, ReasonOwnerChanged).
+	// Called from the session's mover goroutine; it must not block.
+	OnSessionMoved func(session, from, to, reason string)
 	// Logger receives the proxy's logs; nil discards them.
 	Logger hclog.Logger
 	// Observer is told what the proxy does, for metrics; nil turns
@@ -423,13 +427,7 @@ func (s *Server) watchHealth() {
 
 // abortUnusable aborts every upstream to a backend that is not usable.
 func (s *Server) abortUnusable() {
-	s.mu.Lock()
-	clients := make([]*clientConn, 0, len(s.clients))
-	for c := range s.clients {
-		clients = append(clients, c)
-	}
-	s.mu.Unlock()
-	for _, c := range clients {
+	for _, c := range s.clientList() {
 		c.mu.Lock()
 		for name, u := range c.upstreams {
 			if !s.usable(name) {

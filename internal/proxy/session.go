@@ -57,6 +57,16 @@ type session struct {
 	gen uint64
 }
 
+// Reasons a session moves to another backend, as Config.OnSessionMoved
+// reports them.
+const (
+	// ReasonBackendLost: its backend stopped answering (a failover).
+	ReasonBackendLost = "backend lost"
+	// ReasonOwnerChanged: its owner on the ring changed (a backend joined,
+	// left or is draining); it moved at a turn boundary.
+	ReasonOwnerChanged = "ring owner changed"
+)
+
 // Bounds of the frames a session's client may send while the session
 // moves: more are refused (retryable), never buffered without limit. One
 // frame is always taken when none waits.
@@ -316,9 +326,9 @@ func (c *clientConn) placement(s *session, sid []byte) (to *router.Backend, reas
 	if !c.srv.usable(s.backend.Name) {
 		s.ring = ring
 		if to = ring.Lookup(sid); to == nil {
-			return nil, reasonBackendLost
+			return nil, ReasonBackendLost
 		}
-		return to, reasonBackendLost
+		return to, ReasonBackendLost
 	}
 	if s.ring == ring || s.inTurn.Load() {
 		return nil, ""
@@ -328,7 +338,7 @@ func (c *clientConn) placement(s *session, sid []byte) (to *router.Backend, reas
 	switch {
 	case owner == nil:
 	case owner.Name != s.backend.Name:
-		return owner, "ring owner changed"
+		return owner, ReasonOwnerChanged
 	case owner != s.backend:
 		// The same server, updated at reload (token, weight): its next
 		// connection uses the new token.
@@ -457,16 +467,13 @@ func (c *clientConn) forwardHeld(s *session, body []byte, m *frame.Meta, moveErr
 	c.sendOnSession(s, u, body, m, freshPlace{}, true)
 }
 
-// reasonBackendLost is the reason of a move away from a backend that was
-// lost: a failover.
-const reasonBackendLost = "backend lost"
 
 // countMove counts a successful move for metrics: a failover when the
 // session's backend was lost, else a move at a turn boundary.
 func (c *clientConn) countMove(reason string) {
 	switch {
 	case c.obs == nil:
-	case reason == reasonBackendLost:
+	case reason == ReasonBackendLost:
 		c.obs.Failover()
 	default:
 		c.obs.TurnBoundaryMove()
@@ -509,6 +516,9 @@ func (c *clientConn) move(s *session, sid string, to *router.Backend, reason str
 	s.inTurn.Store(false)
 	c.log().Info("session moved", "session", sid, "from", from.Name, "to", to.Name, "reason", reason, "took", time.Since(start))
 	c.countMove(reason)
+	if f := c.srv.cfg.OnSessionMoved; f != nil {
+		f(sid, from.Name, to.Name, reason)
+	}
 	return nil
 }
 
@@ -542,7 +552,7 @@ func (c *clientConn) reattach(s *session, sid string) *rpcError {
 	if to == nil {
 		return proxyError(codeNoBackend, "no backend available", errorData{Retryable: true, Backend: b.Name})
 	}
-	return c.move(s, sid, to, reasonBackendLost)
+	return c.move(s, sid, to, ReasonBackendLost)
 }
 
 func (c *clientConn) setBackend(s *session, b *router.Backend) {

@@ -2,7 +2,9 @@ package router
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/buraksezer/consistent"
 	"github.com/cespare/xxhash/v2"
@@ -17,10 +19,20 @@ type Backend struct {
 	Addr string
 	// Token is sent in the upstream connect handshake when not empty.
 	Token string
+	// Source says where the backend came from (SourceStatic, SourcePool or
+	// SourceGossip), for operators; routing ignores it.
+	Source string
 	// Weight is the backend's relative capacity: it owns about Weight
 	// shares of the ring. Zero means 1.
 	Weight int
 }
+
+// Sources of a backend (Backend.Source).
+const (
+	SourceStatic = "static" // a backend block or --backend
+	SourcePool   = "pool"   // a child of the managed local pool
+	SourceGossip = "gossip" // announced by an agent
+)
 
 // MaxWeight bounds a backend's weight (and so the ring's size).
 const MaxWeight = 100
@@ -142,4 +154,24 @@ func (r *Ring) Shares() []float64 {
 		out[i] /= float64(len(r.owner))
 	}
 	return out
+}
+
+// Partitions is the number of partitions on the ring (zero when it is empty).
+func (r *Ring) Partitions() int { return len(r.owner) }
+
+// Owned counts the partitions the backend named owns: its share of new
+// sessions is Owned/Partitions. It walks the ring, so it is for operators,
+// not for routing.
+func (r *Ring) Owned(name string) int {
+	i, ok := slices.BinarySearchFunc(r.backends, name, func(b *Backend, n string) int { return strings.Compare(b.Name, n) })
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, o := range r.owner {
+		if int(o) == i {
+			n++
+		}
+	}
+	return n
 }

@@ -143,3 +143,25 @@ func TestRingShares(t *testing.T) {
 		t.Error("an empty ring has shares")
 	}
 }
+
+// Owned counts each backend's partitions: they add up to the ring's, and a
+// backend of weight 3 owns more than one of weight 1.
+func TestRingOwned(t *testing.T) {
+	r, err := NewRing([]*Backend{{Name: "a", Weight: 1}, {Name: "b", Weight: 3}, {Name: "c", Weight: 1}}, RingConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, n := range []string{"a", "b", "c"} {
+		total += r.Owned(n)
+	}
+	if total != r.Partitions() || r.Partitions() == 0 {
+		t.Fatalf("owned %d of %d partitions", total, r.Partitions())
+	}
+	if r.Owned("b") <= r.Owned("a") {
+		t.Fatalf("weight 3 owns %d, weight 1 owns %d", r.Owned("b"), r.Owned("a"))
+	}
+	if r.Owned("zz") != 0 {
+		t.Fatal("an unknown backend owns partitions")
+	}
+}
