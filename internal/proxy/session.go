@@ -467,7 +467,6 @@ func (c *clientConn) forwardHeld(s *session, body []byte, m *frame.Meta, moveErr
 	c.sendOnSession(s, u, body, m, freshPlace{}, true)
 }
 
-
 // countMove counts a successful move for metrics: a failover when the
 // session's backend was lost, else a move at a turn boundary.
 func (c *clientConn) countMove(reason string) {
