@@ -15,6 +15,7 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/config"
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/membership"
+	"github.com/rpcproxy/rpcproxy/internal/metrics"
 	"github.com/rpcproxy/rpcproxy/internal/proxy"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
@@ -34,7 +35,7 @@ var _ admin.Source = (*adminSource)(nil)
 // startAdmin starts the admin listener when cfg.Admin.Listen is set; it
 // returns nil (a switched-off listener, safe to SetDraining and Close)
 // otherwise.
-func startAdmin(cfg *config.Config, src *adminSource, events *admin.Events, metrics http.Handler, counters func() (uint64, uint64), log hclog.Logger) (*admin.Server, error) {
+func startAdmin(cfg *config.Config, src *adminSource, events *admin.Events, reg *metrics.Metrics, metricsHandler http.Handler, log hclog.Logger) (*admin.Server, error) {
 	if cfg.Admin.Listen == "" {
 		return nil, nil
 	}
@@ -42,7 +43,8 @@ func startAdmin(cfg *config.Config, src *adminSource, events *admin.Events, metr
 	if err != nil {
 		return nil, fmt.Errorf("admin listen: %w", err)
 	}
-	srv := admin.New(admin.Config{Source: src, Token: cfg.Admin.Token, Events: events, Metrics: metrics, Counters: counters, Logger: log.Named("admin")})
+	srv := admin.New(admin.Config{Source: src, Token: cfg.Admin.Token, Events: events, Metrics: metricsHandler,
+		Counters: reg.Proxy.Totals, Turns: reg.Proxy.TurnQuantiles, Logger: log.Named("admin")})
 	srv.Start(ln)
 	log.Info("admin listening", "addr", ln.Addr().String(), "auth", cfg.Admin.Token != "")
 	return srv, nil

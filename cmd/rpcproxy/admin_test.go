@@ -241,6 +241,17 @@ func TestAdminFollowsLivePool(t *testing.T) {
 	if sum.Up != 1 || sum.Down != 1 || sum.Sessions != 1 {
 		t.Fatalf("summary after the crash: %+v", sum)
 	}
+	// Turns ran: the summary's turn percentiles and, a second after the
+	// first summary, its request rate are numbers, not null.
+	if sum.TurnP50MS == nil || sum.TurnP99MS == nil || *sum.TurnP50MS <= 0 || *sum.TurnP99MS < *sum.TurnP50MS {
+		t.Fatalf("turn percentiles after three turns: %v %v", sum.TurnP50MS, sum.TurnP99MS)
+	}
+	waitFor(t, "a request rate in the summary", func() bool {
+		time.Sleep(200 * time.Millisecond)
+		var again admin.Summary
+		p.get(t, "/v1/summary", &again)
+		return again.RequestsPerSecond != nil && again.ErrorRate != nil
+	})
 	fakeAt[holder].Close()
 	waitFor(t, "/readyz 503", func() bool { code, _ := p.do(t, "GET", "/readyz", ""); return code == 503 })
 	if code, _ := p.do(t, "GET", "/healthz", ""); code != 200 {

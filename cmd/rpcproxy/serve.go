@@ -224,7 +224,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		defer member.Close()
 	}
 	adminSrv, err := startAdmin(cfg, &adminSource{checker: checker, table: table, proxy: srv, member: member},
-		events, metricsHandler(reg, srv, checker, table, member), reg.Proxy.Totals, log)
+		events, reg, metricsHandler(reg, srv, checker, table, member), log)
 	if err != nil {
 		return err
 	}

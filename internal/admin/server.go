@@ -34,6 +34,9 @@ type Config struct {
 	// Counters, if set, returns the requests relayed and those answered
 	// with an error since start; the summary's rates come from it.
 	Counters func() (requests, errors uint64)
+	// Turns, if set, estimates the median and 99th percentile turn
+	// duration since start (ok false before the first turn).
+	Turns func() (p50, p99 time.Duration, ok bool)
 	// Logger; nil discards.
 	Logger hclog.Logger
 }
@@ -239,6 +242,12 @@ func (s *Server) summary(w http.ResponseWriter, _ *http.Request) {
 	if s.cfg.Counters != nil {
 		req, errs := s.cfg.Counters()
 		sum.RequestsPerSecond, sum.ErrorRate = s.rate.sample(time.Now(), req, errs)
+	}
+	if s.cfg.Turns != nil {
+		if p50, p99, ok := s.cfg.Turns(); ok {
+			ms50, ms99 := float64(p50)/float64(time.Millisecond), float64(p99)/float64(time.Millisecond)
+			sum.TurnP50MS, sum.TurnP99MS = &ms50, &ms99
+		}
 	}
 	writeJSON(w, http.StatusOK, sum)
 }

@@ -205,3 +205,21 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 }
+
+// TurnQuantiles follows the turn histogram: nothing before the first turn,
+// then estimates inside the buckets the turns fell in.
+func TestTurnQuantiles(t *testing.T) {
+	m := New()
+	if _, _, ok := m.Proxy.TurnQuantiles(); ok {
+		t.Fatal("quantiles before any turn")
+	}
+	for i := 0; i < 98; i++ {
+		m.Proxy.TurnEnded(70 * time.Millisecond) // the (0.05, 0.1] bucket
+	}
+	m.Proxy.TurnEnded(3 * time.Second) // (2.5, 5]
+	m.Proxy.TurnEnded(3 * time.Second)
+	p50, p99, ok := m.Proxy.TurnQuantiles()
+	if !ok || p50 <= 50*time.Millisecond || p50 > 100*time.Millisecond || p99 <= 2500*time.Millisecond || p99 > 5*time.Second {
+		t.Fatalf("p50 %v p99 %v ok %v", p50, p99, ok)
+	}
+}

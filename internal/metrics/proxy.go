@@ -270,3 +270,31 @@ func counterValue(c prometheus.Counter) uint64 {
 	}
 	return uint64(m.Counter.GetValue())
 }
+
+// TurnQuantiles estimates the median and 99th percentile turn duration
+// since start from the turn histogram, as Prometheus's histogram_quantile
+// does (linear within a bucket); ok is false before the first turn. For a
+// status page: a scrape-like pace, not per frame.
+func (p *Proxy) TurnQuantiles() (p50, p99 time.Duration, ok bool) {
+	var m dto.Metric
+	if p.turns.Write(&m) != nil || m.Histogram == nil || m.Histogram.GetSampleCount() == 0 {
+		return 0, 0, false
+	}
+	h := m.Histogram
+	q := func(phi float64) time.Duration {
+		rank := phi * float64(h.GetSampleCount())
+		lower, below := 0.0, 0.0
+		for _, b := range h.GetBucket() {
+			upper, n := b.GetUpperBound(), float64(b.GetCumulativeCount())
+			if n >= rank {
+				if n == below {
+					return time.Duration(upper * float64(time.Second))
+				}
+				return time.Duration((lower + (upper-lower)*(rank-below)/(n-below)) * float64(time.Second))
+			}
+			lower, below = upper, n
+		}
+		return time.Duration(lower * float64(time.Second)) // past the last bucket: its bound
+	}
+	return q(0.5), q(0.99), true
+}
