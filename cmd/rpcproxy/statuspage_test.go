@@ -178,13 +178,25 @@ func TestStatusPageFollowsPool(t *testing.T) {
 	})
 	// A few sessions over two clients, so the page has something to count.
 	c1, c2 := sdkClient(t, p.listen), sdkClient(t, p.listen)
+	// Six session ids, on at least two backends (the ring decides; ports are
+	// random): one backend holding some is drained, another killed.
+	var ids []string
+	owners := map[string]bool{}
+	for i := 0; len(ids) < 6; i++ {
+		sid := fmt.Sprintf("user-%d-chat", i)
+		owner := p.session(t, sid).Owner
+		if len(ids) == 5 && len(owners) == 1 && owners[owner] {
+			continue // the sixth must land elsewhere
+		}
+		ids = append(ids, sid)
+		owners[owner] = true
+	}
 	sessions := map[string]*fakecli.Client{}
-	for i := 0; i < 6; i++ {
+	for i, sid := range ids {
 		c := c1
 		if i%2 == 1 {
 			c = c2
 		}
-		sid := fmt.Sprintf("user-%d-chat", i)
 		call(t, c, "session.create", map[string]any{"sessionId": sid})
 		sessions[sid] = c
 	}
@@ -220,13 +232,27 @@ func TestStatusPageFollowsPool(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	drained, killed := fakes[0].Addr(), fakes[2].Addr()
+	drained := p.session(t, ids[0]).Backend
+	var killed, up string
+	for _, sid := range ids[1:] {
+		if b := p.session(t, sid).Backend; b != drained {
+			killed = b
+			break
+		}
+	}
+	byAddr := map[string]*fakecli.Server{}
+	for _, f := range fakes {
+		byAddr[f.Addr()] = f
+		if f.Addr() != drained && f.Addr() != killed {
+			up = f.Addr()
+		}
+	}
 	if code, body := p.do(t, "POST", "/v1/backends/"+drained+"/drain", ""); code != 200 {
 		t.Fatalf("drain: %d %s", code, body)
 	}
-	fakes[2].Close()
+	byAddr[killed].Close()
 	states := waitPage(t, ctx, "draining and down", pageStates, func(m map[string]string) bool {
-		return m[drained] == "draining" && m[killed] == "down" && m[fakes[1].Addr()] == "up"
+		return m[drained] == "draining" && m[killed] == "down" && m[up] == "up"
 	})
 	t.Logf("states on the page: %v", states)
 	// A turn on every session: those on the drained backend move, those on
@@ -251,7 +277,7 @@ func TestStatusPageFollowsPool(t *testing.T) {
 	waitPage(t, ctx, "turn percentiles after the turns", `document.getElementById('t-p50').textContent`,
 		func(s string) bool { return strings.ContainsAny(s, "0123456789") })
 	waitPage(t, ctx, "every session on the one backend up", `document.getElementById('t-sessions').textContent + ' ' +
-		document.querySelector('#backends tr[data-backend="`+fakes[1].Addr()+`"] td.num').textContent`,
+		document.querySelector('#backends tr[data-backend="`+up+`"] td.num').textContent`,
 		func(s string) bool { return s == "6 6" })
 	waitPage(t, ctx, "the down backend's failed check", `document.querySelector('#backends tr[data-backend="`+killed+`"] .check-failed') !== null`,
 		func(b bool) bool { return b })
