@@ -470,8 +470,11 @@ func (c *Checker) checkLoop(h *host) {
 				}
 			}
 		}
+		// The suspicion this probe answers is taken now: one reported while
+		// it runs is left for the next probe, which starts after it.
 		c.mu.Lock()
 		suspect, b := h.suspect, h.b
+		h.suspect = false
 		c.mu.Unlock()
 		if suspect || b != p.b {
 			// Confirm a live connection's failure on a fresh connection: the
@@ -500,7 +503,7 @@ func (c *Checker) checkLoop(h *host) {
 			h.info = p.info
 		}
 		c.mu.Unlock()
-		c.record(h, err, false)
+		c.record(h, err, suspect && hardFailure(err))
 		// Checks start every interval, however long each took: a frozen
 		// backend is down within fall × interval + timeout.
 		timer.Reset(max(0, c.cfg.Interval-time.Since(started)))
@@ -521,17 +524,15 @@ func (c *Checker) checkProtocol(info json.RawMessage) error {
 	return nil
 }
 
-// record applies one check's outcome with rise/fall hysteresis. A failed
-// probe that follows a Suspect report and found the backend refusing or
-// resetting connections (or force) takes it down at once.
+// record applies one check's outcome with rise/fall hysteresis. With force
+// a failure takes the backend down at once: a probe that answered a Suspect
+// report and found the backend refusing or resetting connections.
 func (c *Checker) record(h *host, err error, force bool) {
 	c.mu.Lock()
 	if c.hosts[h.name] != h {
 		c.mu.Unlock()
 		return
 	}
-	suspect := h.suspect
-	h.suspect = false
 	from := h.effective()
 	if err == nil {
 		h.good, h.bad = h.good+1, 0
@@ -540,7 +541,7 @@ func (c *Checker) record(h *host, err error, force bool) {
 		}
 	} else {
 		h.good, h.bad = 0, h.bad+1
-		if h.state == StateUp && (h.bad >= c.cfg.Fall || force || suspect && hardFailure(err)) {
+		if h.state == StateUp && (h.bad >= c.cfg.Fall || force) {
 			h.state = StateDown
 		}
 	}
