@@ -62,7 +62,7 @@ func (r *Report) Evaluate() {
 		if h != nil {
 			hAdded := h.Median.TurnP50 - d.Median.TurnP50
 			add(what, "<= HAProxy's added",
-				fmt.Sprintf("%+.1f µs vs HAProxy %+.1f µs (%s, %s, direct %s)", added, hAdded,
+				fmt.Sprintf("%s vs HAProxy %s (%s, %s, direct %s)", SignedMicros(added), SignedMicros(hAdded),
 					Micros(p.Median.TurnP50), Micros(h.Median.TurnP50), Micros(d.Median.TurnP50)), added <= hAdded, true)
 		} else {
 			add(what, fmt.Sprintf("<= %.0f µs (HAProxy not run)", MaxLoneAddedP50us),
@@ -83,7 +83,7 @@ func (r *Report) Evaluate() {
 			if h != nil {
 				hAdded := l.get(&h.Median) - l.get(&d.Median)
 				add(l.what, "<= HAProxy's added",
-					fmt.Sprintf("%+.1f µs vs HAProxy %+.1f µs (%s, %s, direct %s)", added, hAdded,
+					fmt.Sprintf("%s vs HAProxy %s (%s, %s, direct %s)", SignedMicros(added), SignedMicros(hAdded),
 						Micros(l.get(&p.Median)), Micros(l.get(&h.Median)), Micros(l.get(&d.Median))), added <= hAdded, true)
 			} else {
 				add(l.what, fmt.Sprintf("<= %.0f µs (HAProxy not run)", MaxAddedP99us),
@@ -138,6 +138,14 @@ func (r *Report) modes(name string) (direct, rpcproxy, haproxy *ModeSummary) {
 	return nil, nil, nil
 }
 
+// SignedMicros is Micros with a sign: "+84 µs", "-1.20 ms".
+func SignedMicros(us float64) string {
+	if us < 0 {
+		return "-" + Micros(-us)
+	}
+	return "+" + Micros(us)
+}
+
 // Micros formats microseconds for people: "850 µs", "12.3 ms", "1.20 s".
 func Micros(us float64) string {
 	switch {
@@ -164,7 +172,8 @@ func (r *Report) evaluateBackends(add func(what, target, measured string, ok, kn
 	if n <= 0 {
 		n, assumed = AssumedConnsPerBackend, fmt.Sprintf(" (%d assumed)", AssumedConnsPerBackend)
 	}
-	limit := n * r.Settings.Backends
+	// Plus the health checker's probe: one connection per backend.
+	limit := n*r.Settings.Backends + r.Settings.Backends
 	for _, name := range []string{ScenarioThroughput, ScenarioConcurrent} {
 		d, p, h := r.modes(name)
 		if p == nil {
@@ -179,7 +188,7 @@ func (r *Report) evaluateBackends(add func(what, target, measured string, ok, kn
 			measured += ")"
 		}
 		add(fmt.Sprintf("backend connections of rpcproxy (%s, %d clients)", name, r.scenarioConns(name)),
-			fmt.Sprintf("<= connections_per_backend%s × %d = %d", assumed, r.Settings.Backends, limit),
+			fmt.Sprintf("<= connections_per_backend%s × %d + %d health probes = %d", assumed, r.Settings.Backends, r.Settings.Backends, limit),
 			measured, p.Median.BackendConns <= limit, true)
 		if d != nil && d.Median.BackendCPUPerTurnUs > 0 {
 			measured := fmt.Sprintf("%.0f µs vs direct %.0f µs", p.Median.BackendCPUPerTurnUs, d.Median.BackendCPUPerTurnUs)

@@ -50,9 +50,9 @@ func (r *Report) HistoryRow() string {
 		if d == nil || p == nil {
 			return na
 		}
-		s := fmt.Sprintf("%+.0f µs", get(&p.Median)-get(&d.Median))
+		s := SignedMicros(get(&p.Median) - get(&d.Median))
 		if h != nil {
-			s += fmt.Sprintf(" / %+.0f µs", get(&h.Median)-get(&d.Median))
+			s += " / " + SignedMicros(get(&h.Median)-get(&d.Median))
 		}
 		return s
 	}

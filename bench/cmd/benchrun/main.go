@@ -61,7 +61,7 @@ type bench struct {
 	// connsPerBackend is the upstream.connections_per_backend rpcproxy is
 	// run with; 0 when not given (the proxy's default).
 	connsPerBackend int
-	log                        io.Writer
+	log             io.Writer
 }
 
 func (b *bench) logf(format string, args ...any) {
