@@ -74,6 +74,9 @@ func (r *Report) HistoryRow() string {
 	if r.Settings.ConnsPerBackend > 0 {
 		notes = append(notes, fmt.Sprintf("connections_per_backend %d", r.Settings.ConnsPerBackend))
 	}
+	if r.Settings.Scale > 0 && r.Settings.Scale != 1 {
+		notes = append(notes, fmt.Sprintf("scale %g", r.Settings.Scale))
+	}
 	if r.Settings.Reps > 0 {
 		notes = append(notes, fmt.Sprintf("%d reps", r.Settings.Reps))
 	}

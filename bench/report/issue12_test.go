@@ -28,7 +28,7 @@ func issue12Report() *Report {
 	}
 	r := &Report{
 		Timestamp: "20261130T000000Z",
-		Settings:  Settings{Backends: 3, Reps: 1, Commit: "abc1234"},
+		Settings:  Settings{Backends: 3, Reps: 1, Commit: "abc1234", Scale: 0.3},
 		Scenarios: []*Scenario{a, b, c},
 		Spread:    &Spread{Want: 10000, Conns: 4872, Backends: 3, FDsPerClient: 4, NoFile: 20000, Alive: 4872, Sessions: 14616},
 	}
@@ -95,7 +95,7 @@ func TestHistory(t *testing.T) {
 		t.Errorf("header not written exactly once:\n%s", out)
 	}
 	row := "| 20261130T000000Z | abc1234 | 1.011 | 0.960 | +90 µs / +80 µs | +500 µs / +600 µs | 15 / 16 | 120 / 130 | 4872 of 10000 |"
-	if strings.Count(out, row) != 2 {
+	if strings.Count(out, row) != 2 || strings.Count(out, "scale 0.3, 1 reps |") != 2 {
 		t.Errorf("want two rows starting %q:\n%s", row, out)
 	}
 }

@@ -53,6 +53,9 @@ type Settings struct {
 	// ConnsPerBackend is the upstream.connections_per_backend rpcproxy was
 	// run with (benchrun --connections-per-backend); 0 when not given.
 	ConnsPerBackend int `json:"connections_per_backend,omitempty"`
+	// Scale multiplied every window (benchrun --scale; 0 in results written
+	// before it was recorded, meaning 1).
+	Scale float64 `json:"scale,omitempty"`
 	// Commit is the git commit the binaries were built from, when known.
 	Commit string `json:"commit,omitempty"`
 }

@@ -189,7 +189,7 @@ func run(ctx context.Context, args []string) error {
 		Timestamp: stamp,
 		Machine:   machine,
 		Settings: report.Settings{Backends: b.backends, Reps: b.reps, EventsPerTurn: b.events, EventSizes: b.sizes, NoLifecycle: b.noLifecycle,
-			ConnsPerBackend: b.connsPerBackend, Commit: gitCommit(),
+			ConnsPerBackend: b.connsPerBackend, Commit: gitCommit(), Scale: *scale,
 			ProxyCommand: strings.Join(append([]string{b.rpcproxy, "serve --listen 127.0.0.1:PORT --backend … --log-level warn"}, b.proxyArgs...), " ")},
 	}
 	b.logf("bench %s: modes %v, %d repetitions, %d backends; logs in %s", stamp, b.modes, b.reps, b.backends, b.scratch)
