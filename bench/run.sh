@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The rpcproxy load bench (`make bench`): installs HAProxy if missing, builds
 # the binaries, runs the micro-benchmarks, then bench/cmd/benchrun, which
-# plays the same load directly, through rpcproxy and through HAProxy and
-# writes bench/results/<timestamp>.{md,json,svg} and bench/results/latest.md.
+# plays the same load directly, through rpcproxy and through HAProxy. It
+# replaces bench/results/latest.{md,json,svg} with the run's full results and
+# appends a row of headline figures to bench/results/history.md (older runs
+# keep only that row).
 #
 # Environment: BENCH_REPS (default 3), BENCH_SCALE (multiplies every window,
 # default 1), BENCH_NO_HAPROXY=1 (skip HAProxy), BENCH_NO_MICRO=1 (skip the
-# micro-benchmarks). Other arguments are passed to benchrun (see
-# `go run ./bench/cmd/benchrun -h`).
+# micro-benchmarks), BENCH_CONNS_PER_BACKEND=N (run rpcproxy with
+# upstream.connections_per_backend = N; unset: the proxy's default).
+# Other arguments are passed to benchrun (see `go run ./bench/cmd/benchrun -h`:
+# --rpcproxy-config FILE, --rpcproxy-arg ARG, …).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -48,8 +52,14 @@ if [[ "${BENCH_NO_MICRO:-}" != 1 ]]; then
 	micro_flag=(--micro "$micro")
 fi
 
+cpb_flag=()
+if [[ -n "${BENCH_CONNS_PER_BACKEND:-}" ]]; then
+	cpb_flag=(--connections-per-backend "$BENCH_CONNS_PER_BACKEND")
+fi
+
 say "load bench"
 ./bin/benchrun --bin bin --out bench/results --reps "${BENCH_REPS:-3}" --scale "${BENCH_SCALE:-1}" \
-	"${haproxy_flag[@]}" "${micro_flag[@]}" "$@" >/dev/null
-sed -n '/^## Budget/,/^## Scenario/{/^## Scenario/d;p}' bench/results/latest.md >&2
-say "done in $(( $(date +%s) - start ))s: bench/results/latest.md"
+	"${haproxy_flag[@]}" "${micro_flag[@]}" "${cpb_flag[@]}" "$@" >/dev/null
+sed -n '/^## Budget/,/^## Scenario/{/^## Scenario/d;/^!\[/d;p}' bench/results/latest.md >&2
+tail -n 1 bench/results/history.md >&2
+say "done in $(( $(date +%s) - start ))s: bench/results/latest.md, a row in bench/results/history.md"

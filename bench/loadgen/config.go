@@ -58,6 +58,10 @@ type Config struct {
 	// RunID prefixes every session ID ("<RunID>-c<conn>-s<session>"), so runs
 	// against the same backends do not collide. Empty means "bench".
 	RunID string
+	// SessionID, when set, names session i of connection conn instead of
+	// "<RunID>-c<conn>-s<i>" (the bench picks ids that land on given
+	// backends of a proxy's ring). Ids must be unique.
+	SessionID func(conn, i int) string
 	// DeleteSessions sends session.delete for every session at the end, so
 	// backends do not keep the run's history.
 	DeleteSessions bool

@@ -127,7 +127,11 @@ func newConn(idx int, nc net.Conn, cfg *Config, clk clock, win *window) *conn {
 		done:      make(chan struct{}),
 	}
 	for i := range cfg.SessionsPerConn {
-		s := newSession(c, i, fmt.Sprintf("%s-c%d-s%d", cfg.RunID, idx, i))
+		id := fmt.Sprintf("%s-c%d-s%d", cfg.RunID, idx, i)
+		if cfg.SessionID != nil {
+			id = cfg.SessionID(idx, i)
+		}
+		s := newSession(c, i, id)
 		c.sessions = append(c.sessions, s)
 		c.byID[s.id] = s
 	}

@@ -200,3 +200,28 @@ func parseIO(b []byte) (IO, error) {
 	}
 	return io, nil
 }
+
+// Sockets counts the process's open socket descriptors (links to
+// "socket:[inode]" in /proc/<pid>/fd): its listener plus its connections.
+func Sockets(pid int) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("procstat: %w", err)
+	}
+	n := 0
+	for _, e := range ents {
+		target, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue // closed since the listing
+		}
+		if isSocketLink(target) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func isSocketLink(target string) bool {
+	return len(target) > len("socket:[") && target[:len("socket:[")] == "socket:["
+}

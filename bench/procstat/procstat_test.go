@@ -2,6 +2,7 @@ package procstat
 
 import (
 	"errors"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -84,5 +85,37 @@ func TestParseIO(t *testing.T) {
 	}
 	if _, err := ReadIO(os.Getpid()); err != nil {
 		t.Skipf("no /proc/self/io here: %v", err)
+	}
+}
+
+func TestSockets(t *testing.T) {
+	before, err := Sockets(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	after, err := Sockets(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before != 3 { // listener, client end, server end
+		t.Fatalf("sockets %d -> %d, want 3 more", before, after)
+	}
+	if isSocketLink("/dev/null") || isSocketLink("pipe:[12]") || !isSocketLink("socket:[123]") {
+		t.Fatal("isSocketLink misclassifies")
 	}
 }

@@ -39,6 +39,7 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 		p("| %s | %s | %s | %s |\n", c.What, c.Target, c.Measured, status)
 	}
 	p("\n")
+	r.writeBackendTable(p)
 	if chart != "" {
 		p("![latency distributions](%s)\n\n", chart)
 	}
@@ -136,6 +137,17 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 			h.Alive, h.PerSessionBytes/1024, h.SetupSec)
 	}
 
+	if sp := r.Spread; sp != nil {
+		p("## SDK connections with sessions on every backend\n\n")
+		p("%d SDK connections asked for, each after `connect` and one `session.create` on each of the %d backends "+
+			"(session ids chosen on the proxy's ring), against %s. The proxy needs %d descriptor(s) per client "+
+			"(open files limit %d), so %d were opened; %d still open, %d sessions, the backends hold %d connections, "+
+			"the proxy %d descriptors. Proxy RSS %s before, %s after: **%.1f KiB per connection, %.2f KiB per session** "+
+			"(setup %.1f s).\n\n",
+			sp.Want, sp.Backends, sp.Backend, sp.FDsPerClient, sp.NoFile, sp.Conns, sp.Alive, sp.Sessions, sp.BackendConns,
+			sp.ProxyFDs, MiB(sp.RSSBefore), MiB(sp.RSSAfter), sp.PerConnBytes/1024, sp.PerSessionBytes/1024, sp.SetupSec)
+	}
+
 	if len(r.Micro) > 0 {
 		p("## Micro-benchmarks\n\n| benchmark | ns/op | MB/s | B/op | allocs/op |\n|---|--:|--:|--:|--:|\n")
 		for _, mb := range r.Micro {
@@ -192,4 +204,34 @@ func intsRange(v []int) string {
 		lo, hi = min(lo, x), max(hi, x)
 	}
 	return fmt.Sprintf("%d to %d", lo, hi)
+}
+
+// writeBackendTable writes what the backends see in every scenario and
+// mode: the connections they hold and their CPU time per turn.
+func (r *Report) writeBackendTable(p func(format string, args ...any)) {
+	if len(r.Scenarios) == 0 {
+		return
+	}
+	p("## What the backends see\n\n")
+	p("Connections the %d backends hold at the end of the window (their sockets minus their listeners) and their CPU "+
+		"time (utime+stime from `/proc/<pid>/stat`) per turn completed; `session.lifecycle` notifications per turn that "+
+		"reached the clients. rpcproxy's setting: ", r.Settings.Backends)
+	if r.Settings.ConnsPerBackend > 0 {
+		p("`upstream.connections_per_backend = %d`.\n\n", r.Settings.ConnsPerBackend)
+	} else {
+		p("not given (its default).\n\n")
+	}
+	p("| scenario | mode | clients | backend connections | backends' CPU µs / turn | lifecycle / turn | turns/s |\n|---|---|--:|--:|--:|--:|--:|\n")
+	for _, s := range r.Scenarios {
+		for _, ms := range s.Modes {
+			md := ms.Median
+			lc := 0.0
+			if md.Turns > 0 {
+				lc = float64(md.Lifecycle) / float64(md.Turns)
+			}
+			p("| %s | %s | %d | %d | %.0f | %.1f | %.0f |\n", s.Name, ms.Mode, s.Load.Conns, md.BackendConns,
+				md.BackendCPUPerTurnUs, lc, md.TurnsPerSec)
+		}
+	}
+	p("\n")
 }

@@ -23,6 +23,7 @@ type Report struct {
 	Scenarios []*Scenario `json:"scenarios"`
 	Idle      *Idle       `json:"idle,omitempty"`
 	Held      *Held       `json:"held,omitempty"`
+	Spread    *Spread     `json:"spread,omitempty"`
 	Micro     []Micro     `json:"micro,omitempty"`
 	// Budget is filled by Evaluate.
 	Budget []Check  `json:"budget"`
@@ -49,6 +50,14 @@ type Settings struct {
 	ProxyCommand  string `json:"proxy_command"`
 	// NoLifecycle: the backends sent no session.lifecycle (a diagnosis run).
 	NoLifecycle bool `json:"no_lifecycle,omitempty"`
+	// ConnsPerBackend is the upstream.connections_per_backend rpcproxy was
+	// run with (benchrun --connections-per-backend); 0 when not given.
+	ConnsPerBackend int `json:"connections_per_backend,omitempty"`
+	// Scale multiplied every window (benchrun --scale; 0 in results written
+	// before it was recorded, meaning 1).
+	Scale float64 `json:"scale,omitempty"`
+	// Commit is the git commit the binaries were built from, when known.
+	Commit string `json:"commit,omitempty"`
 }
 
 // Load is a scenario's load.
@@ -103,6 +112,12 @@ type Run struct {
 	BackendCPUSec   float64 `json:"backend_cpu_sec"`
 	GeneratorCPUSec float64 `json:"generator_cpu_sec"`
 	MachineBusy     float64 `json:"machine_busy"`
+	// BackendCPUPerTurnUs is BackendCPUSec over the turns completed in the
+	// window, in microseconds: what one turn costs the CLI servers.
+	BackendCPUPerTurnUs float64 `json:"backend_cpu_us_per_turn"`
+	// BackendConns is the connections the backends hold at the end of the
+	// window (their socket descriptors minus their listeners, summed).
+	BackendConns int `json:"backend_conns"`
 	// OtherCPUSec is the machine's busy CPU time in the window not spent by
 	// the proxy, the backends or the generator: other users of the machine.
 	OtherCPUSec float64 `json:"other_cpu_sec"`
@@ -174,6 +189,31 @@ type Held struct {
 	PeakAfter       int64   `json:"peak_rss_bytes"`
 	PerSessionBytes float64 `json:"per_session_bytes"`
 	Alive           int     `json:"alive"`
+}
+
+// Spread is SDK connections held open, each with a session on every
+// backend: the connections the proxy must hold within the open files limit.
+// With one upstream per client per backend each client costs the proxy
+// 1+B descriptors; with shared upstreams 1.
+type Spread struct {
+	// Want is the connections asked for; Conns those opened (Want lowered
+	// to fit the open files limit at FDsPerClient descriptors each).
+	Want         int     `json:"want"`
+	Conns        int     `json:"conns"`
+	Backends     int     `json:"backends"`
+	FDsPerClient int     `json:"fds_per_client"`
+	NoFile       uint64  `json:"nofile_limit"`
+	Alive        int     `json:"alive"`
+	Sessions     int     `json:"sessions"`
+	BackendConns int     `json:"backend_conns"`
+	ProxyFDs     int     `json:"proxy_fds"`
+	SetupSec     float64 `json:"setup_sec"`
+	RSSBefore    int64   `json:"rss_before_bytes"`
+	RSSAfter     int64   `json:"rss_after_bytes"`
+	PerConnBytes float64 `json:"per_conn_bytes"`
+	// PerSessionBytes is the same growth over the sessions.
+	PerSessionBytes float64 `json:"per_session_bytes"`
+	Backend         string  `json:"backend"`
 }
 
 // Micro is one testing.B result.
@@ -250,6 +290,8 @@ func summarize(mode string, runs []Run) *ModeSummary {
 	m.BackendCPUSec = med(func(r *Run) float64 { return r.BackendCPUSec })
 	m.GeneratorCPUSec = med(func(r *Run) float64 { return r.GeneratorCPUSec })
 	m.MachineBusy = med(func(r *Run) float64 { return r.MachineBusy })
+	m.BackendCPUPerTurnUs = med(func(r *Run) float64 { return r.BackendCPUPerTurnUs })
+	m.BackendConns = int(med(func(r *Run) float64 { return float64(r.BackendConns) }))
 	m.OtherCPUSec = med(func(r *Run) float64 { return r.OtherCPUSec })
 	m.Lifecycle = uint64(med(func(r *Run) float64 { return float64(r.Lifecycle) }))
 	for _, r := range runs {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rpcproxy/rpcproxy/bench/loadgen"
+	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
 func TestHAProxyConfig(t *testing.T) {
@@ -78,6 +79,41 @@ func TestParseInts(t *testing.T) {
 	for _, bad := range []string{"", "1,x", "-5", "0"} {
 		if _, err := loadgen.ParseSizes(bad); err == nil {
 			t.Errorf("loadgen.ParseSizes(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestSpreadIDs checks that session i of every connection lands on backend
+// i of the ring `rpcproxy serve --backend ADDR…` builds (names = addresses,
+// default ring settings), so a spread client holds a session on each.
+func TestSpreadIDs(t *testing.T) {
+	addrs := []string{"127.0.0.1:40001", "127.0.0.1:40002", "127.0.0.1:40003"}
+	ids, err := spreadIDs(addrs, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := make([]*router.Backend, len(addrs))
+	for i, a := range addrs {
+		bs[i] = &router.Backend{Name: a, Addr: a}
+	}
+	ring, err := router.NewRing(bs, router.RingConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for conn := range 200 {
+		for i := range addrs {
+			id := ids(conn, i)
+			if seen[id] {
+				t.Fatalf("id %q twice", id)
+			}
+			seen[id] = true
+			if got := ring.Lookup([]byte(id)).Name; got != addrs[i] {
+				t.Fatalf("connection %d session %d: %q lands on %s, want %s", conn, i, id, got, addrs[i])
+			}
+		}
+		if w := warmIDs(ids)(conn, 0); seen[w] || ring.Lookup([]byte(w)).Name != addrs[0] {
+			t.Fatalf("warm-up id %q collides or lands elsewhere", w)
 		}
 	}
 }

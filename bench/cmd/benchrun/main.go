@@ -55,7 +55,13 @@ type bench struct {
 	scratch                    string // logs and generated configs
 	nofile                     uint64 // open files limit
 	profileDir                 string // proxyprof profiles, when set
-	log                        io.Writer
+	// proxyArgs are added to every `rpcproxy serve` command line
+	// (--rpcproxy-config, --rpcproxy-arg, --connections-per-backend).
+	proxyArgs []string
+	// connsPerBackend is the upstream.connections_per_backend rpcproxy is
+	// run with; 0 when not given (the proxy's default).
+	connsPerBackend int
+	log             io.Writer
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -66,7 +72,15 @@ func (b *bench) logf(format string, args ...any) {
 const (
 	scenarioIdle = "idle"
 	scenarioHeld = "sessions"
+	// scenarioSpread: connections each with a session on every backend.
+	scenarioSpread = "spread"
 )
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
@@ -76,7 +90,7 @@ func run(ctx context.Context, args []string) error {
 	backends := fs.Int("backends", 3, "fake CLI server processes")
 	reps := fs.Int("reps", 3, "repetitions of every mode in every scenario")
 	scale := fs.Float64("scale", 1, "multiplies every window and warm-up (0.2 for a quick look)")
-	scenarios := fs.String("scenarios", strings.Join([]string{report.ScenarioThroughput, report.ScenarioLone, report.ScenarioConcurrent, scenarioIdle, scenarioHeld}, ","),
+	scenarios := fs.String("scenarios", strings.Join([]string{report.ScenarioThroughput, report.ScenarioLone, report.ScenarioConcurrent, scenarioIdle, scenarioSpread, scenarioHeld}, ","),
 		"scenarios to run, in order")
 	events := fs.Int("events", loadgen.DefaultEventsPerTurn, "session.event notifications per turn")
 	sizes := fs.String("event-sizes", loadgen.FormatSizes(loadgen.DefaultEventSizes), "delta sizes in bytes, cycled")
@@ -90,6 +104,13 @@ func run(ctx context.Context, args []string) error {
 	proxyBin := fs.String("rpcproxy", "", "proxy binary to test (default: <bin>/rpcproxy; bin/proxyprof for profiles)")
 	profileDir := fs.String("profile-dir", "", "with --rpcproxy bin/proxyprof: write CPU and heap profiles of every proxy run here")
 	modes := fs.String("modes", "", "modes to run, in order (default: direct,rpcproxy,haproxy)")
+	proxyConfig := fs.String("rpcproxy-config", "", "HCL `file` passed to every `rpcproxy serve` as --config (backends still come from --backend flags)")
+	var proxyExtra stringList
+	fs.Var(&proxyExtra, "rpcproxy-arg", "extra `argument` for every `rpcproxy serve` (repeatable), e.g. --rpcproxy-arg=--max-connections=0")
+	connsPerBackend := fs.Int("connections-per-backend", 0, "run rpcproxy with upstream.connections_per_backend = `N` "+
+		"(a generated config file; 0: not given, the proxy's default; the setting exists once the proxy shares upstreams)")
+	spreadConns := fs.Int("spread-conns", report.HeldConns, "connections of the spread scenario, each with a session on every backend "+
+		"(lowered to fit the open files limit)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -106,6 +127,20 @@ func run(ctx context.Context, args []string) error {
 		b.rpcproxy = *proxyBin
 	}
 	b.profileDir = *profileDir
+	if *connsPerBackend < 0 {
+		return fmt.Errorf("--connections-per-backend %d: must be >= 0", *connsPerBackend)
+	}
+	if *connsPerBackend > 0 && *proxyConfig != "" {
+		return errors.New("--connections-per-backend and --rpcproxy-config together: put upstream.connections_per_backend in the config file")
+	}
+	b.connsPerBackend = *connsPerBackend
+	if *proxyConfig != "" {
+		if _, err := os.Stat(*proxyConfig); err != nil {
+			return fmt.Errorf("--rpcproxy-config: %w", err)
+		}
+		b.proxyArgs = append(b.proxyArgs, "--config", *proxyConfig)
+	}
+	b.proxyArgs = append(b.proxyArgs, proxyExtra...)
 	for _, p := range []string{b.rpcproxy, b.fakecli} {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%w (build it first: make build)", err)
@@ -140,13 +175,22 @@ func run(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(b.scratch, 0o755); err != nil {
 		return err
 	}
+	if b.connsPerBackend > 0 {
+		cfgPath := filepath.Join(b.scratch, "rpcproxy-upstream.hcl")
+		hcl := fmt.Sprintf("# written by benchrun --connections-per-backend\nupstream {\n  connections_per_backend = %d\n}\n", b.connsPerBackend)
+		if err := os.WriteFile(cfgPath, []byte(hcl), 0o644); err != nil {
+			return err
+		}
+		b.proxyArgs = append(b.proxyArgs, "--config", cfgPath)
+	}
 	machine := machineInfo(b.haproxy)
 	b.nofile = machine.NoFile
 	rep := &report.Report{
 		Timestamp: stamp,
 		Machine:   machine,
 		Settings: report.Settings{Backends: b.backends, Reps: b.reps, EventsPerTurn: b.events, EventSizes: b.sizes, NoLifecycle: b.noLifecycle,
-			ProxyCommand: b.rpcproxy + " serve --listen 127.0.0.1:PORT --backend … --log-level warn"},
+			ConnsPerBackend: b.connsPerBackend, Commit: gitCommit(), Scale: *scale,
+			ProxyCommand: strings.Join(append([]string{b.rpcproxy, "serve --listen 127.0.0.1:PORT --backend … --log-level warn"}, b.proxyArgs...), " ")},
 	}
 	b.logf("bench %s: modes %v, %d repetitions, %d backends; logs in %s", stamp, b.modes, b.reps, b.backends, b.scratch)
 
@@ -195,6 +239,18 @@ func run(ctx context.Context, args []string) error {
 				idle.ConnectOnly = co
 			}
 			rep.Idle = idle
+			continue
+		}
+		if name == scenarioSpread {
+			sp, err := b.runSpread(ctx, *spreadConns, rep.Machine.NoFile)
+			if err != nil {
+				return fmt.Errorf("spread: %w", err)
+			}
+			if sp.Conns < sp.Want {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("spread: %d connections with a session on every backend asked for, %d opened: "+
+					"the proxy holds %d descriptors per such client and the open files limit is %d", sp.Want, sp.Conns, sp.FDsPerClient, sp.NoFile))
+			}
+			rep.Spread = sp
 			continue
 		}
 		if name == scenarioHeld {
@@ -252,11 +308,12 @@ func idleCount(want int, nofile uint64) int {
 	return max(0, min(want, (int(min(nofile, 1<<30))-512)/2))
 }
 
-// writeReport writes <stamp>.md, .json, .svg and latest.md (a copy of the
-// newest Markdown) into dir.
+// writeReport replaces latest.md, latest.json and latest.svg in dir with
+// this run's report and appends its headline figures to history.md (one row
+// per run): dir keeps the newest full results and the history, not every
+// run's JSON.
 func writeReport(rep *report.Report, dir string, b *bench) error {
-	base := filepath.Join(dir, rep.Timestamp)
-	svgName := rep.Timestamp + ".svg"
+	const svgName = "latest.svg"
 	var md strings.Builder
 	if err := rep.WriteMarkdown(&md, svgName); err != nil {
 		return err
@@ -270,14 +327,31 @@ func writeReport(rep *report.Report, dir string, b *bench) error {
 		return err
 	}
 	for name, data := range map[string][]byte{
-		base + ".md": []byte(md.String()), base + ".svg": []byte(svg.String()), base + ".json": append(js, '\n'),
-		filepath.Join(dir, "latest.md"): []byte(md.String()),
+		"latest.md": []byte(md.String()), svgName: []byte(svg.String()), "latest.json": append(js, '\n'),
 	} {
-		if err := os.WriteFile(name, data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err
 		}
 	}
-	b.logf("wrote %s.{md,json,svg} and %s", base, filepath.Join(dir, "latest.md"))
+	hist := filepath.Join(dir, "history.md")
+	if err := report.AppendHistory(hist, rep); err != nil {
+		return err
+	}
+	b.logf("wrote %s/latest.{md,json,svg}, a row in %s", dir, hist)
 	fmt.Println(md.String())
 	return nil
+}
+
+// gitCommit is the short commit of the working tree ("+dirty" when it has
+// changes), or "" outside git.
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		c += "+dirty"
+	}
+	return c
 }

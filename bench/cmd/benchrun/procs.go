@@ -145,7 +145,7 @@ func waitHandshake(ctx context.Context, addr string, proc *child, timeout time.D
 	var last error
 	for time.Now().Before(deadline) {
 		if proc != nil && !proc.alive() {
-			return fmt.Errorf("%s exited (%v); see %s", proc.name, proc.err, proc.log)
+			return fmt.Errorf("%s exited (%v): %q; see %s", proc.name, proc.err, lastLine(proc.log), proc.log)
 		}
 		if last = tryHandshake(ctx, addr); last == nil {
 			return nil
@@ -190,4 +190,14 @@ func childEnv() []string {
 		env = append(env, kv)
 	}
 	return env
+}
+
+// lastLine is the last non-empty line of a (small) log file, for errors.
+func lastLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }

@@ -45,9 +45,9 @@ func (b *bench) runScenario(ctx context.Context, s scenario) (*report.Scenario, 
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s, repetition %d: %w", s.name, mode, rep+1, err)
 			}
-			b.logf("  %-12s %-8s rep %d: %7.0f turns/s  %8.0f frames/s  req p50 %-8s p99 %-8s turn p50 %-8s p99 %-8s proxy CPU %.2fs  busy %.0f%%",
+			b.logf("  %-12s %-8s rep %d: %7.0f turns/s  %8.0f frames/s  req p50 %-8s p99 %-8s turn p50 %-8s p99 %-8s proxy CPU %.2fs  backends %d conns %.0f µs/turn  busy %.0f%%",
 				s.name, mode, rep+1, run.TurnsPerSec, run.FramesPerSec, report.Micros(run.ReqP50), report.Micros(run.ReqP99),
-				report.Micros(run.TurnP50), report.Micros(run.TurnP99), run.ProxyCPUSec, run.MachineBusy*100)
+				report.Micros(run.TurnP50), report.Micros(run.TurnP99), run.ProxyCPUSec, run.BackendConns, run.BackendCPUPerTurnUs, run.MachineBusy*100)
 			for _, f := range run.Failures {
 				b.logf("    failure: %s", f)
 			}
@@ -71,6 +71,7 @@ func (b *bench) runOnce(ctx context.Context, s scenario, mode string, rep int, p
 		proxy, backends, self time.Duration
 		proxyIO               procstat.IO
 		machine               procstat.MachineCPU
+		backendConns          int
 	}
 	take := func() sample {
 		var sm sample
@@ -79,6 +80,7 @@ func (b *bench) runOnce(ctx context.Context, s scenario, mode string, rep int, p
 			sm.proxyIO, _ = procstat.ReadIO(t.proxy.pid())
 		}
 		sm.backends = p.cpu()
+		sm.backendConns = p.conns()
 		sm.self = cpuOf(os.Getpid())
 		sm.machine, _ = procstat.ReadMachineCPU()
 		return sm
@@ -119,12 +121,16 @@ func (b *bench) runOnce(ctx context.Context, s scenario, mode string, rep int, p
 		BackendCPUSec:   (after.backends - before.backends).Seconds(),
 		GeneratorCPUSec: (after.self - before.self).Seconds(),
 		MachineBusy:     procstat.Utilization(before.machine, after.machine),
+		BackendConns:    after.backendConns,
 		Lifecycle:       res.Traffic.Lifecycle,
 		BadTurns:        res.BadTurns,
 		ErrorAnswers:    res.Traffic.ErrorResponses,
 		Failures:        res.Failures,
 		TurnCDF:         cdf(res.TurnLatency),
 		ReqCDF:          cdf(res.RequestLatency),
+	}
+	if res.Turns > 0 {
+		run.BackendCPUPerTurnUs = run.BackendCPUSec * 1e6 / float64(res.Turns)
 	}
 	ours := (after.proxy - before.proxy) + (after.backends - before.backends) + (after.self - before.self)
 	run.OtherCPUSec = max(0, (after.machine.Busy - before.machine.Busy - ours).Seconds())

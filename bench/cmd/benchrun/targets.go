@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rpcproxy/rpcproxy/bench/loadgen"
+	"github.com/rpcproxy/rpcproxy/bench/procstat"
 	"github.com/rpcproxy/rpcproxy/bench/report"
 )
 
@@ -74,6 +75,18 @@ func (p *pool) cpu() time.Duration {
 	return sum
 }
 
+// conns counts the connections the backends hold: their socket
+// descriptors minus one listener each.
+func (p *pool) conns() int {
+	n := 0
+	for _, c := range p.procs {
+		if s, err := procstat.Sockets(c.pid()); err == nil {
+			n += max(0, s-1)
+		}
+	}
+	return n
+}
+
 // target is what the load generator dials in one mode, and the proxy
 // process in front of the backends (nil in direct mode).
 type target struct {
@@ -99,6 +112,7 @@ func (b *bench) openMode(ctx context.Context, mode, tag string, p *pool) (*targe
 		for _, a := range p.addrs {
 			args = append(args, "--backend", a)
 		}
+		args = append(args, b.proxyArgs...)
 		if b.profileDir != "" {
 			args = append(args, "--cpuprofile", filepath.Join(b.profileDir, tag+".cpu"), "--memprofile", filepath.Join(b.profileDir, tag+".heap"))
 		}
