@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/jsonrpc"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
@@ -178,52 +179,19 @@ func (u *upstream) call(method string, params json.RawMessage) (json.RawMessage,
 	u.nextID++
 	id := u.nextID
 	u.mu.Unlock()
-	u.wmu.Lock()
-	err := u.w.Write(requestBody(id, method, params))
-	if err == nil {
-		err = u.w.Flush()
+	// Without wmu: until open is set, writers queue and never touch u.w,
+	// and holding wmu while the backend answers would hold them up.
+	result, err := jsonrpc.Call(u.r, u.w, id, method, params)
+	var re *rpcError
+	if err != nil && !errors.As(err, &re) {
+		return nil, fmt.Errorf("handshake with %s: %w", u.backend.Addr, err)
 	}
-	u.wmu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	var m frame.Meta
-	for {
-		buf, err := u.r.Read()
-		if err != nil {
-			return nil, fmt.Errorf("%s handshake with %s: %w", method, u.backend.Addr, err)
-		}
-		if frame.Scan(buf.B, &m) != nil || m.Kind != frame.KindResponse {
-			buf.Release()
-			continue
-		}
-		got, ok := parseUint(m.ID.Of(buf.B))
-		if !ok || got != id {
-			buf.Release()
-			continue
-		}
-		result, rerr := decodeResponse(buf.B)
-		buf.Release()
-		if rerr != nil {
-			return nil, rerr
-		}
-		return result, nil
-	}
+	return result, err
 }
 
 // decodeResponse splits a response into its result or its error.
 func decodeResponse(body []byte) (json.RawMessage, *rpcError) {
-	var resp struct {
-		Result json.RawMessage `json:"result"`
-		Error  *rpcError       `json:"error"`
-	}
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, &rpcError{Code: codeInternal, Message: "backend sent an undecodable response"}
-	}
-	if resp.Error != nil {
-		return nil, resp.Error
-	}
-	return resp.Result, nil
+	return jsonrpc.DecodeResponse(body)
 }
 
 // readLoop passes the backend's frames to the client: responses with the
