@@ -12,6 +12,9 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 )
 
+// MaxConnectionsPerBackend bounds upstream.connections_per_backend.
+const MaxConnectionsPerBackend = 64
+
 // Bounds that Validate enforces beyond "positive".
 const (
 	// maxHeaderLineBytes is the frame reader's buffer size; a longer header
@@ -97,6 +100,7 @@ func (c *Config) Validate() error {
 	}
 	v.positive("limits.max_sessions_per_client", l.MaxSessionsPerClient)
 	v.positive("limits.max_session_params_bytes", l.MaxSessionParamsBytes)
+	v.positive("limits.client_queue_bytes", l.ClientQueueBytes)
 	if l.ClientIdleTimeout < 0 {
 		v.fail("limits.client_idle_timeout", "must be >= 0 (0 disables), got %v", l.ClientIdleTimeout)
 	}
@@ -106,6 +110,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Upstream.RequestTimeout < 0 {
 		v.fail("upstream.request_timeout", "must be >= 0 (0 means none), got %v", c.Upstream.RequestTimeout)
+	}
+	if n := c.Upstream.ConnectionsPerBackend; n < 0 || n > MaxConnectionsPerBackend {
+		v.fail("upstream.connections_per_backend", "must be between 0 (one per client) and %d, got %d", MaxConnectionsPerBackend, n)
 	}
 
 	v.positive("ring.partitions", c.Ring.Partitions)
