@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,10 @@ type link struct {
 	nextLane uint32
 	nextOwn  uint64                 // ids of the link's own requests (lane 0)
 	holders  map[string][]*upstream // sessionId → the lanes holding it, latest last
+	// regs: a GitHub token provider's registrationId (chosen by the
+	// client, given in session.create/resume) → the lane that gave it:
+	// gitHubToken.getToken carries it and perhaps no sessionId.
+	regs map[string]*upstream
 }
 
 // sharedTaskKinds is what a link declares in connect: what the 1.0.x SDKs
@@ -60,7 +65,7 @@ type link struct {
 var sharedTaskKinds = []string{"agent", "client", "shell"}
 
 func newLink(s *Server, b *router.Backend) *link {
-	l := &link{srv: s, backend: b, ready: make(chan struct{}), lanes: map[uint32]*upstream{}, holders: map[string][]*upstream{}, nextOwn: 2}
+	l := &link{srv: s, backend: b, ready: make(chan struct{}), lanes: map[uint32]*upstream{}, holders: map[string][]*upstream{}, regs: map[string]*upstream{}, nextOwn: 2}
 	if s.cfg.Observer != nil {
 		l.obs = s.cfg.Observer.Backend(b.Name)
 	}
@@ -277,6 +282,15 @@ func (l *link) route(buf *frame.Buffer, m *frame.Meta) {
 		to = append(to, l.holders[string(m.SessionID.Of(buf.B))]...)
 		l.mu.Unlock()
 	}
+	if len(to) == 0 && m.Kind == frame.KindRequest && bytes.Contains(buf.B, registrationKey) {
+		if reg := registrationIDOf(paramsOf(buf.B)); reg != "" {
+			l.mu.Lock()
+			if u := l.regs[reg]; u != nil {
+				to = append(to, u)
+			}
+			l.mu.Unlock()
+		}
+	}
 	if len(to) == 0 {
 		if m.Kind == frame.KindRequest {
 			// Nobody here can answer it: say so at once rather than leave
@@ -335,6 +349,44 @@ func (l *link) hold(sid string, u *upstream) {
 	}
 	l.holders[sid] = append(hs, u)
 	u.held[sid] = struct{}{}
+}
+
+// holdRegistration records the GitHub token provider registration that
+// a create or resume's params name, if any, as u's. Bounded by the
+// sessions the lane attaches: a registration lives as long as its lane.
+func (l *link) holdRegistration(params []byte, u *upstream) {
+	reg := registrationIDOf(params)
+	if reg == "" {
+		return
+	}
+	l.mu.Lock()
+	if !l.closed && u.held != nil {
+		l.regs[reg] = u
+	}
+	l.mu.Unlock()
+}
+
+var registrationKey = []byte("egistrationId") // in both spellings below
+
+// registrationIDOf reads the registration id of a create or resume's
+// params (gitHubTokenProviderRegistrationId) or of a gitHubToken.getToken
+// request's (registrationId); "" when there is none. It decodes only
+// params that mention one.
+func registrationIDOf(params []byte) string {
+	if !bytes.Contains(params, registrationKey) {
+		return ""
+	}
+	var p struct {
+		Create string `json:"gitHubTokenProviderRegistrationId"`
+		Get    string `json:"registrationId"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return ""
+	}
+	if p.Create != "" {
+		return p.Create
+	}
+	return p.Get
 }
 
 // release records that u no longer holds sid, and reports how many lanes
@@ -396,6 +448,11 @@ func (l *link) leave(u *upstream) {
 		}
 	}
 	u.held = nil
+	for reg, x := range l.regs {
+		if x == u {
+			delete(l.regs, reg)
+		}
+	}
 	l.mu.Unlock()
 	for _, sid := range detach {
 		p, _ := json.Marshal(map[string]string{"sessionId": sid})
@@ -474,6 +531,7 @@ func (l *link) fail(err error) {
 	}
 	l.lanes = map[uint32]*upstream{}
 	l.holders = map[string][]*upstream{}
+	l.regs = map[string]*upstream{}
 	conn := l.conn
 	l.mu.Unlock()
 	if conn != nil {
@@ -518,6 +576,7 @@ func (u *upstream) noteHold(body []byte, m *frame.Meta) {
 	switch string(methodName(body, m)) {
 	case "session.create", "session.resume":
 		u.link.hold(string(sid), u)
+		u.link.holdRegistration(paramsOf(body), u)
 	case "session.detach", "session.delete":
 		u.link.release(string(sid), u)
 	}

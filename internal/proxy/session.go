@@ -505,6 +505,7 @@ func (c *clientConn) move(s *session, sid string, to *router.Backend, reason str
 	}
 	if u.link != nil {
 		u.link.hold(sid, u) // before the resume: its events come ahead of its answer
+		u.link.holdRegistration(s.resume, u)
 	}
 	if _, err := u.callSync("session.resume", s.resume); err != nil {
 		c.log().Warn("session resume failed", "session", sid, "from", from.Name, "to", to.Name, "error", err)
@@ -533,6 +534,7 @@ func (c *clientConn) reattach(s *session, sid string) *rpcError {
 	if err == nil {
 		if u.link != nil {
 			u.link.hold(sid, u)
+			u.link.holdRegistration(s.resume, u)
 		}
 		_, err = u.callSync("session.resume", s.resume)
 	}

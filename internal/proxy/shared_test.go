@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
 // sharedCluster is one fake backend behind a proxy with one shared
@@ -199,5 +200,100 @@ func TestSharedRegisteringClientGetsDedicatedUpstream(t *testing.T) {
 	m := other.call("sessionFs.setProvider", map[string]any{"initialCwd": "/", "sessionStatePath": "/s", "conventions": "posix"})
 	if m.Error == nil || !strings.Contains(m.Error.Message, "rpcproxy") {
 		t.Fatalf("registration with a session on the shared upstream: %+v, want the proxy's refusal", m.Error)
+	}
+}
+
+// tokenBackend is a backend that answers connect, answers every other
+// request with {}, and after a session.create sends the server→client
+// request that then(params) builds, if any.
+func tokenBackend(t *testing.T, then func(create json.RawMessage) []byte) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				r, w := frame.NewReader(conn, nil, frame.Limits{}), frame.NewWriter(conn)
+				for {
+					buf, err := r.Read()
+					if err != nil {
+						return
+					}
+					var m message
+					json.Unmarshal(buf.B, &m)
+					buf.Release()
+					if m.Method == "" {
+						continue // a client's answer
+					}
+					result := json.RawMessage(`{}`)
+					if m.Method == "connect" {
+						result = json.RawMessage(`{"ok":true,"protocolVersion":3,"version":"1.0.102"}`)
+					}
+					w.Write(responseBody(m.ID, result, nil))
+					if m.Method == "session.create" {
+						if req := then(m.Params); req != nil {
+							w.Write(req)
+						}
+					}
+					if w.Flush() != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// gitHubToken.getToken names no session, only the registration id a client
+// gave in its session.create: it reaches that client, not the other one
+// on the same shared upstream.
+func TestSharedGitHubTokenRequestByRegistrationID(t *testing.T) {
+	addr := tokenBackend(t, func(create json.RawMessage) []byte {
+		var p struct {
+			Reg string `json:"gitHubTokenProviderRegistrationId"`
+		}
+		json.Unmarshal(create, &p)
+		if p.Reg == "" {
+			return nil
+		}
+		return []byte(`{"jsonrpc":"2.0","id":77,"method":"gitHubToken.getToken","params":{"registrationId":"` + p.Reg + `","host":"github.com"}}`)
+	})
+	table := router.NewTable(router.RingConfig{})
+	table.Set([]*router.Backend{{Name: addr, Addr: addr}})
+	srv := New(Config{ConnectionsPerBackend: 1}, table, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	a, b := dialClient(t, ln.Addr().String()), dialClient(t, ln.Addr().String())
+	a.mustCall("connect", map[string]any{}, nil)
+	b.mustCall("connect", map[string]any{}, nil)
+	b.mustCall("session.create", map[string]any{"sessionId": "b-1"}, nil)
+	a.mustCall("session.create", map[string]any{"sessionId": "a-1", "gitHubTokenProviderRegistrationId": "reg-of-a"}, nil)
+	select {
+	case req := <-a.requests:
+		if req.Method != "gitHubToken.getToken" || !strings.Contains(string(req.Params), "reg-of-a") {
+			t.Fatalf("a got %s %s", req.Method, req.Params)
+		}
+	case req := <-b.requests:
+		t.Fatalf("the other client got %s %s", req.Method, req.Params)
+	case <-time.After(5 * time.Second):
+		t.Fatal("nobody got gitHubToken.getToken")
 	}
 }
