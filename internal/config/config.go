@@ -226,7 +226,7 @@ type Upstream struct {
 	// registers a process-wide provider (sessionFs, llmInference, extension
 	// launch, builtin plugins) keeps connections of its own. Zero gives
 	// every client its own connection to each backend it uses. At most 64.
-	// Default 0.
+	// Default 4.
 	ConnectionsPerBackend int
 }
 
@@ -436,7 +436,8 @@ func Default() *Config {
 			ClientQueueBytes:             8 << 20,
 		},
 		Upstream: Upstream{
-			DialTimeout: 5 * time.Second,
+			DialTimeout:           5 * time.Second,
+			ConnectionsPerBackend: 4,
 		},
 		Ring: Ring{
 			Partitions:  271,

@@ -134,7 +134,6 @@ func (u *upstream) openLane() {
 		return
 	}
 	u.wmu.Lock()
-	defer u.wmu.Unlock()
 	u.w = u.link.w
 	var err error
 	for i, b := range u.queue {
@@ -149,8 +148,9 @@ func (u *upstream) openLane() {
 		err = u.flushLocked(true)
 	}
 	u.open = err == nil
+	u.wmu.Unlock()
 	if err != nil {
-		go u.link.fail(err) // not under wmu, which fail's lanes take
+		u.link.fail(err) // after wmu: failing takes every lane's (the link's) write lock
 	}
 }
 
