@@ -45,7 +45,10 @@ func (q *outQueue) push(f outFrame) bool {
 		q.mu.Unlock()
 		f.buf.Release()
 		q.c.srv.limitReached(LimitClientQueue, "client does not read: closed", "client", q.c.id, "queued_bytes", dropped)
-		q.c.shutdown()
+		// Not on the caller's goroutine, a shared upstream's reader: the
+		// shutdown detaches the client's sessions, a write to that
+		// upstream. The client's serve goroutine waits for it (shutdownOnce).
+		go q.c.shutdown()
 		return false
 	}
 	cp := frame.Copy(f.buf.B)
