@@ -112,6 +112,13 @@ limits {
   # (64 MiB).
   max_client_params_bytes = 67108864
 
+  # With upstream.connections_per_backend above 0: the bytes that may wait
+  # to be written to one client. A client that lets more wait (it does not
+  # read) is closed with a log line and the client_queue_bytes limit
+  # counter, and its sessions are detached; no other client slows down.
+  # Must be > 0. Default 8388608 (8 MiB).
+  client_queue_bytes = 8388608
+
   # Closes a client connection that holds no session, has no request in
   # flight and sent nothing for this long (closed between one and two times
   # this after its last frame). "0s" disables it. Default "0s".
@@ -128,6 +135,16 @@ upstream {
   # per-request timeout, the right choice for long-running agent turns.
   # Default "0s".
   request_timeout = "0s"
+
+  # Shared connections per backend. Above 0, the proxy opens at most this
+  # many connections to each backend and multiplexes every client's
+  # sessions over them (a backend then sees a few connections, not one per
+  # client, and broadcasts session.lifecycle that many times). A client
+  # that registers a process-wide provider (sessionFs, llmInference,
+  # extension launch, builtin plugins) keeps connections of its own.
+  # 0 gives each client its own connection to every backend it uses.
+  # Between 0 and 64. Default 4.
+  connections_per_backend = 4
 }
 
 # Ring: the bounded-load consistent-hash ring that places sessions on backends.

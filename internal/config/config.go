@@ -223,6 +223,12 @@ type Limits struct {
 	// least MaxSessionParamsBytes. Default 67108864 (64 MiB).
 	MaxClientParamsBytes int
 
+	// ClientQueueBytes bounds what waits to be written to one client when
+	// upstream.connections_per_backend is above zero: a client that lets
+	// more wait (does not read) is closed, its sessions detached, and
+	// nobody else slows down. Default 8388608 (8 MiB).
+	ClientQueueBytes int
+
 	// ClientIdleTimeout closes a client connection that holds no session,
 	// has no request in flight and has sent nothing for this long (it is
 	// closed between one and two times this after its last frame). Zero
@@ -240,6 +246,17 @@ type Upstream struct {
 	// to a backend. Zero means no per-request timeout, the right choice for
 	// long-running agent turns. Default 0.
 	RequestTimeout time.Duration
+
+	// ConnectionsPerBackend, when above zero, makes clients share the
+	// proxy's connections to a backend: at most this many per backend, each
+	// multiplexing the sessions of many clients, so a backend sees a few
+	// connections instead of one per client (and broadcasts its
+	// session.lifecycle notifications that many times). A client that
+	// registers a process-wide provider (sessionFs, llmInference, extension
+	// launch, builtin plugins) keeps connections of its own. Zero gives
+	// every client its own connection to each backend it uses. At most 64.
+	// Default 4.
+	ConnectionsPerBackend int
 }
 
 // Ring configures the bounded-load consistent-hash ring
@@ -446,9 +463,11 @@ func Default() *Config {
 			MaxSessionsPerClient:         10000,
 			MaxSessionParamsBytes:        1 << 20,
 			MaxClientParamsBytes:         64 << 20,
+			ClientQueueBytes:             8 << 20,
 		},
 		Upstream: Upstream{
-			DialTimeout: 5 * time.Second,
+			DialTimeout:           5 * time.Second,
+			ConnectionsPerBackend: 4,
 		},
 		Ring: Ring{
 			Partitions:  271,

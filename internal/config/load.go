@@ -152,12 +152,14 @@ type fileLimits struct {
 	MaxSessionsPerClient  *int           `hcl:"max_sessions_per_client,optional"`
 	MaxSessionParamsBytes *int           `hcl:"max_session_params_bytes,optional"`
 	MaxClientParamsBytes  *int           `hcl:"max_client_params_bytes,optional"`
+	ClientQueueBytes      *int           `hcl:"client_queue_bytes,optional"`
 	ClientIdleTimeout     hcl.Expression `hcl:"client_idle_timeout,optional"`
 }
 
 type fileUpstream struct {
-	DialTimeout    hcl.Expression `hcl:"dial_timeout,optional"`
-	RequestTimeout hcl.Expression `hcl:"request_timeout,optional"`
+	DialTimeout           hcl.Expression `hcl:"dial_timeout,optional"`
+	RequestTimeout        hcl.Expression `hcl:"request_timeout,optional"`
+	ConnectionsPerBackend *int           `hcl:"connections_per_backend,optional"`
 }
 
 type fileRing struct {
@@ -229,11 +231,13 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 		set(&cfg.Limits.MaxSessionsPerClient, l.MaxSessionsPerClient)
 		set(&cfg.Limits.MaxSessionParamsBytes, l.MaxSessionParamsBytes)
 		set(&cfg.Limits.MaxClientParamsBytes, l.MaxClientParamsBytes)
+		set(&cfg.Limits.ClientQueueBytes, l.ClientQueueBytes)
 		diags = append(diags, setDuration(&cfg.Limits.ClientIdleTimeout, l.ClientIdleTimeout)...)
 	}
 	if u := f.Upstream; u != nil {
 		diags = append(diags, setDuration(&cfg.Upstream.DialTimeout, u.DialTimeout)...)
 		diags = append(diags, setDuration(&cfg.Upstream.RequestTimeout, u.RequestTimeout)...)
+		set(&cfg.Upstream.ConnectionsPerBackend, u.ConnectionsPerBackend)
 	}
 	if r := f.Ring; r != nil {
 		set(&cfg.Ring.Partitions, r.Partitions)

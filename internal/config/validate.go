@@ -12,6 +12,9 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 )
 
+// MaxConnectionsPerBackend bounds upstream.connections_per_backend.
+const MaxConnectionsPerBackend = 64
+
 // Bounds that Validate enforces beyond "positive".
 const (
 	// maxHeaderLineBytes is the frame reader's buffer size; a longer header
@@ -100,6 +103,7 @@ func (c *Config) Validate() error {
 	if l.MaxClientParamsBytes < l.MaxSessionParamsBytes {
 		v.fail("limits.max_client_params_bytes", "must be at least limits.max_session_params_bytes (%d), got %d", l.MaxSessionParamsBytes, l.MaxClientParamsBytes)
 	}
+	v.positive("limits.client_queue_bytes", l.ClientQueueBytes)
 	if l.ClientIdleTimeout < 0 {
 		v.fail("limits.client_idle_timeout", "must be >= 0 (0 disables), got %v", l.ClientIdleTimeout)
 	}
@@ -109,6 +113,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Upstream.RequestTimeout < 0 {
 		v.fail("upstream.request_timeout", "must be >= 0 (0 means none), got %v", c.Upstream.RequestTimeout)
+	}
+	if n := c.Upstream.ConnectionsPerBackend; n < 0 || n > MaxConnectionsPerBackend {
+		v.fail("upstream.connections_per_backend", "must be between 0 (one per client) and %d, got %d", MaxConnectionsPerBackend, n)
 	}
 
 	v.positive("ring.partitions", c.Ring.Partitions)

@@ -37,6 +37,7 @@ func TestValidateGood(t *testing.T) {
 		{"frame size at 1 GiB", func(c *Config) { c.Limits.MaxFrameBytes = 1 << 30; c.Limits.MaxBufferedBytes = 2 << 30 }},
 		{"header line at the frame reader's cap", func(c *Config) { c.Limits.MaxHeaderLineBytes = 32 << 10 }},
 		{"no request timeout", func(c *Config) { c.Upstream.RequestTimeout = 0 }},
+		{"shared upstreams", func(c *Config) { c.Upstream.ConnectionsPerBackend = 4 }},
 		{"load factor of exactly 1", func(c *Config) { c.Ring.Load = 1 }},
 		{"backends", func(c *Config) {
 			c.Backends = []Backend{
@@ -124,6 +125,9 @@ func TestValidateBad(t *testing.T) {
 		{"negative idle timeout", func(c *Config) { c.Limits.ClientIdleTimeout = -time.Second }, "limits.client_idle_timeout", "must be >= 0"},
 		{"zero dial timeout", func(c *Config) { c.Upstream.DialTimeout = 0 }, "upstream.dial_timeout", "must be > 0"},
 		{"negative request timeout", func(c *Config) { c.Upstream.RequestTimeout = -1 }, "upstream.request_timeout", "must be >= 0"},
+		{"negative connections per backend", func(c *Config) { c.Upstream.ConnectionsPerBackend = -1 }, "upstream.connections_per_backend", "must be between 0"},
+		{"too many connections per backend", func(c *Config) { c.Upstream.ConnectionsPerBackend = MaxConnectionsPerBackend + 1 }, "upstream.connections_per_backend", "must be between 0"},
+		{"zero client queue", func(c *Config) { c.Limits.ClientQueueBytes = 0 }, "limits.client_queue_bytes", "must be > 0"},
 		{"zero partitions", func(c *Config) { c.Ring.Partitions = 0 }, "ring.partitions", "must be > 0"},
 		{"negative replication", func(c *Config) { c.Ring.Replication = -1 }, "ring.replication", "must be > 0"},
 		{"load below 1", func(c *Config) { c.Ring.Load = 0.9 }, "ring.load", "must be >= 1"},

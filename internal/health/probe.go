@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/jsonrpc"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
@@ -63,45 +63,12 @@ var errRefused = errors.New("backend refused")
 
 func (p *probe) call(method string, params json.RawMessage) (json.RawMessage, error) {
 	p.nextID++
-	id := p.nextID
-	body := []byte(`{"jsonrpc":"2.0","id":` + strconv.FormatUint(id, 10) + `,"method":"` + method + `"`)
-	if params != nil {
-		body = append(append(body, `,"params":`...), params...)
+	result, err := jsonrpc.Call(p.r, p.w, p.nextID, method, params)
+	var re *jsonrpc.Error
+	if errors.As(err, &re) {
+		return nil, fmt.Errorf("%w %s: %d %s", errRefused, method, re.Code, re.Message)
 	}
-	body = append(body, '}')
-	if err := p.w.Write(body); err != nil {
-		return nil, err
-	}
-	if err := p.w.Flush(); err != nil {
-		return nil, err
-	}
-	var m frame.Meta
-	for {
-		buf, err := p.r.Read()
-		if err != nil {
-			return nil, err
-		}
-		if frame.Scan(buf.B, &m) != nil || m.Kind != frame.KindResponse || string(m.ID.Of(buf.B)) != strconv.FormatUint(id, 10) {
-			buf.Release()
-			continue
-		}
-		var resp struct {
-			Result json.RawMessage `json:"result"`
-			Error  *struct {
-				Code    int    `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		err = json.Unmarshal(buf.B, &resp)
-		buf.Release()
-		if err != nil {
-			return nil, fmt.Errorf("%s: undecodable answer: %w", method, err)
-		}
-		if resp.Error != nil {
-			return nil, fmt.Errorf("%w %s: %d %s", errRefused, method, resp.Error.Code, resp.Error.Message)
-		}
-		return resp.Result, nil
-	}
+	return result, err
 }
 
 func (p *probe) close() {

@@ -39,6 +39,7 @@ type clientConn struct {
 	wmu     sync.Mutex // guards the write side: w and wfailed
 	w       *frame.Writer
 	wfailed bool
+	outq    *outQueue // with shared upstreams: what waits for w (see send)
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // upstream readers and the request-timeout loop
@@ -65,8 +66,12 @@ type clientConn struct {
 	// reader state
 	connected     bool
 	connectParams json.RawMessage // the client's connect params, token removed
-	dirty         []*upstream     // upstreams written since the last flush
-	routeKey      []byte          // spreads this client's queries over the pool
+	// dedicated: the client registered a process-wide provider, which
+	// claims the CLI process per connection, so its upstreams are its own
+	// (guarded by mu; written by the reader).
+	dedicated bool
+	dirty     []*upstream // upstreams written since the last flush
+	routeKey  []byte      // spreads this client's queries over the pool
 
 	mu        sync.Mutex     // guards the fields below
 	regs      []registration // replayed on every upstream opened later
@@ -110,6 +115,9 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 			limits.MaxBody = frame.DefaultMaxBody
 		}
 		limits.MaxBody = min(limits.MaxBody, s.cfg.MaxBodyBeforeConnect)
+	}
+	if s.cfg.ConnectionsPerBackend > 0 {
+		c.outq = &outQueue{c: c, max: s.cfg.ClientQueueBytes}
 	}
 	c.r = frame.NewReader(conn, conn, limits)
 	c.w = frame.NewWriter(newDeadlineWriter(conn, s.cfg.WriteTimeout))
@@ -184,7 +192,9 @@ func (c *clientConn) serve() {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		c.log().Debug("client disconnected")
 	default:
-		// The error that explains the close was written and flushed already.
+		// The error that explains the close was written and flushed
+		// already, or queued (then it goes out first).
+		c.drainOut()
 		c.log().Warn("closing client", "error", err)
 		if c.obs != nil && (errors.Is(err, errBadInput) || errors.Is(err, frame.ErrMalformedHeader) || errors.Is(err, frame.ErrNoLength)) {
 			c.obs.ClientRefused(refusedBadInput)
@@ -192,7 +202,18 @@ func (c *clientConn) serve() {
 	}
 	c.shutdown()
 	c.wg.Wait()
+	if c.outq != nil {
+		c.outq.close()
+	}
 	c.releaseSessions()
+}
+
+// drainOut waits, with shared upstreams, until what is queued for the
+// client was written (at most the write timeout).
+func (c *clientConn) drainOut() {
+	if c.outq != nil {
+		c.outq.waitEmpty(c.srv.cfg.WriteTimeout)
+	}
 }
 
 // shutdown closes the client and all its upstreams. Safe from any goroutine, more than once.
@@ -598,6 +619,11 @@ func (c *clientConn) upstream(b *router.Backend) (*upstream, error) {
 		return nil, net.ErrClosed
 	}
 	u := newUpstream(c, b)
+	if c.srv.cfg.ConnectionsPerBackend > 0 && !c.dedicated {
+		if err := c.onLink(u); err != nil {
+			return nil, err
+		}
+	}
 	c.upstreams[b.Name] = u
 	c.wg.Add(1)
 	go u.run()

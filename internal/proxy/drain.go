@@ -131,6 +131,9 @@ func (c *clientConn) idleLocked() bool {
 	if c.pending.Load() > 0 || c.busy.Load() > 0 || len(c.dirty) > 0 {
 		return false
 	}
+	if c.outq != nil && !c.outq.empty() {
+		return false
+	}
 	c.mu.Lock()
 	busy := len(c.s2c) > 0
 	for _, s := range c.sessions {

@@ -3,6 +3,8 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
+
+	"github.com/rpcproxy/rpcproxy/internal/jsonrpc"
 )
 
 // JSON-RPC error codes the proxy answers with. The -3200x handshake codes
@@ -37,14 +39,8 @@ const (
 	codeTooManyConnections = -32036
 )
 
-// rpcError is a JSON-RPC error object.
-type rpcError struct {
-	Code    int             `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data,omitempty"`
-}
-
-func (e *rpcError) Error() string { return e.Message }
+// rpcError is a JSON-RPC error object; Error() is its message.
+type rpcError = jsonrpc.Error
 
 // errorData is the data of the proxy's own errors: whether the client may
 // retry, and which backend was concerned.
@@ -93,18 +89,7 @@ func responseBody(id []byte, result json.RawMessage, rerr *rpcError) []byte {
 
 // requestBody builds a whole request message with a numeric id.
 func requestBody(id uint64, method string, params json.RawMessage) []byte {
-	nid := numericID(id)
-	b := make([]byte, 0, 64+len(method)+len(params))
-	b = append(b, `{"jsonrpc":"2.0","id":`...)
-	b = append(b, nid.Bytes()...)
-	b = append(b, `,"method":`...)
-	m, _ := json.Marshal(method)
-	b = append(b, m...)
-	if len(params) > 0 {
-		b = append(b, `,"params":`...)
-		b = append(b, params...)
-	}
-	return append(b, '}')
+	return jsonrpc.AppendRequest(make([]byte, 0, 64+len(method)+len(params)), id, method, params)
 }
 
 // cancelNotification builds the $/cancelRequest notification for an upstream id.

@@ -32,6 +32,10 @@ func (c *clientConn) fanOut(body []byte, m *frame.Meta, route router.Route) {
 	id := m.ID.Of(body)
 	var targets []*router.Backend
 	if route.Class == router.ClassRegistration {
+		if rerr := c.dedicate(); rerr != nil {
+			c.replyError(id, rerr)
+			return
+		}
 		c.mu.Lock()
 		for _, u := range c.upstreams {
 			targets = append(targets, u.backend)

@@ -37,7 +37,9 @@ func (c *clientConn) handleConnect(body []byte, m *frame.Meta) {
 		}
 		c.replyError(id, &rpcError{Code: codeAuthFailed, Message: "authentication failed: invalid connection token"})
 		if closeNow {
-			// The answer above is flushed already: the client learns why.
+			// The answer above is flushed already (or, queued, waited
+			// for): the client learns why.
+			c.drainOut()
 			c.shutdown()
 		}
 		return

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +48,11 @@ type clusterOptions struct {
 	metrics      *metrics.Metrics // when set: the proxy's Observer and the checks' OnCheck
 	proxy        func(*Config)    // adjusts the proxy's Config before New
 }
+
+// testConnectionsPerBackend is every test cluster's default
+// ConnectionsPerBackend: RPCPROXY_TEST_SHARED=n runs the suite over n
+// shared upstreams per backend.
+var testConnectionsPerBackend, _ = strconv.Atoi(os.Getenv("RPCPROXY_TEST_SHARED"))
 
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -99,7 +106,8 @@ func newCluster(t testing.TB, o clusterOptions) *cluster {
 		o.handshake = 2 * time.Second
 	}
 	pcfg := Config{Token: o.token, Limits: o.limits, Logger: log.Named("proxy"), HandshakeTimeout: o.handshake,
-		RequestTimeout: o.reqTimeout, WriteTimeout: o.writeTimeout, OnEmpty: o.onEmpty, Observer: obs}
+		RequestTimeout: o.reqTimeout, WriteTimeout: o.writeTimeout, OnEmpty: o.onEmpty, Observer: obs,
+		ConnectionsPerBackend: testConnectionsPerBackend}
 	if o.proxy != nil {
 		o.proxy(&pcfg)
 	}

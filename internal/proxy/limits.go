@@ -31,6 +31,9 @@ const (
 	LimitAuthFailures
 	// LimitIdle: a client closed by Config.ClientIdleTimeout.
 	LimitIdle
+	// LimitClientQueue: a client closed because it let its outbound queue
+	// fill past Config.ClientQueueBytes (shared upstreams only).
+	LimitClientQueue
 
 	numLimits
 )
@@ -44,6 +47,7 @@ var limitNames = [numLimits]string{
 	LimitHandshake:        "handshake_timeout",
 	LimitAuthFailures:     "auth_failures",
 	LimitIdle:             "client_idle_timeout",
+	LimitClientQueue:      "client_queue_bytes",
 }
 
 // String is the limit's name as in the configuration file.
@@ -101,6 +105,7 @@ var limitObserverNames = [numLimits]string{
 	LimitHandshake:        "handshake_timeout",
 	LimitAuthFailures:     "auth_failures",
 	LimitIdle:             "client_idle_timeout",
+	LimitClientQueue:      "client_queue_bytes",
 }
 
 // refusedMaxConnections is the Observer.ClientRefused reason of a

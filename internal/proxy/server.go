@@ -23,6 +23,9 @@ import (
 // not yet whole, across all of a Server's connections.
 const DefaultMaxBufferedBytes = 256 << 20
 
+// DefaultClientQueueBytes is the default of Config.ClientQueueBytes.
+const DefaultClientQueueBytes = 8 << 20
+
 // Config tunes a Server. Zero fields take the defaults named.
 type Config struct {
 	// Token is what SDK clients must present in connect. Empty accepts every
@@ -73,6 +76,17 @@ type Config struct {
 	// request in flight and sent nothing for this long (it goes between
 	// one and two times this after its last frame). Zero disables it.
 	ClientIdleTimeout time.Duration
+	// ConnectionsPerBackend, when above zero, makes clients share upstream
+	// connections: each backend gets at most this many, opened on first
+	// use, and every client's sessions there are multiplexed over one of
+	// them (link.go). A client that registers a process-wide provider
+	// keeps upstreams of its own. Zero gives each client its own upstream
+	// to each backend it uses.
+	ConnectionsPerBackend int
+	// ClientQueueBytes bounds what waits to be written to one client when
+	// upstreams are shared; a client that lets more wait is closed.
+	// Default 8 MiB.
+	ClientQueueBytes int
 	// OnEmpty, if set, is told when the sessions placed on a backend drop
 	// to zero (the owner of a removed backend forgets it then). Called from
 	// a client's goroutine; it must not block.
@@ -100,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
+	}
+	if c.ClientQueueBytes <= 0 {
+		c.ClientQueueBytes = DefaultClientQueueBytes
 	}
 	if c.MaxBodyBeforeConnect <= 0 {
 		c.MaxBodyBeforeConnect = 64 << 10
@@ -156,6 +173,12 @@ type Server struct {
 
 	hits limitHits
 
+	// links are the shared upstreams, ConnectionsPerBackend slots per
+	// backend name (link.go); linksClosed is set by Close.
+	linksMu     sync.Mutex
+	links       map[string][]*link
+	linksClosed bool
+
 	mu       sync.Mutex
 	closed   bool
 	listener net.Listener
@@ -170,7 +193,7 @@ func New(cfg Config, table *router.Table, health Health) *Server {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, table: table, health: health, done: make(chan struct{}), stopping: make(chan struct{}),
 		clients: make(map[*clientConn]struct{}), counts: make(map[string]int), perIP: make(map[string]int),
-		refusing: make(map[net.Conn]struct{})}
+		refusing: make(map[net.Conn]struct{}), links: make(map[string][]*link)}
 	if health != nil {
 		s.wg.Add(1)
 		go s.watchHealth()
@@ -289,6 +312,7 @@ func (s *Server) Close() error {
 	for _, c := range clients {
 		c.shutdown()
 	}
+	s.closeLinks()
 	s.wg.Wait()
 	return nil
 }
@@ -435,5 +459,22 @@ func (s *Server) abortUnusable() {
 			}
 		}
 		c.mu.Unlock()
+	}
+	// Shared links no client uses at the moment.
+	s.linksMu.Lock()
+	var down []*link
+	for name, ls := range s.links {
+		if s.usable(name) {
+			continue
+		}
+		for _, l := range ls {
+			if l != nil {
+				down = append(down, l)
+			}
+		}
+	}
+	s.linksMu.Unlock()
+	for _, l := range down {
+		l.abort(errMarkedDown)
 	}
 }

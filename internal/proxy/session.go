@@ -294,6 +294,14 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 		c.replyError(id, asRPCError(err, s.backend.Name))
 		return
 	}
+	if u.link != nil && string(method) == "session.detach" && u.link.othersHold(string(sid), u) {
+		// Another client holds the session on the same shared connection:
+		// one detach there would release it for both. This client's hold
+		// ends here, as its own connection's would.
+		u.link.release(string(sid), u)
+		c.reply(id, json.RawMessage(`{"success":true}`))
+		return
+	}
 	if !attach && !release && s.up != nil && s.up != u {
 		// The connection the session lived on was lost and the backend
 		// still answers (or was never down): load the session on the new
@@ -308,6 +316,9 @@ func (c *clientConn) forwardSession(body []byte, m *frame.Meta, sid []byte) {
 // fresh names the session if this request placed it.
 func (c *clientConn) sendOnSession(s *session, u *upstream, body []byte, m *frame.Meta, fresh freshPlace, flushNow bool) {
 	s.up = u
+	if u.link != nil {
+		u.noteHold(body, m)
+	}
 	p := pendingReq{fresh: fresh}
 	if string(m.Method.Of(body)) == "session.send" {
 		p.turn = s // in a turn once the send is tracked on u (upstream.track)
@@ -497,7 +508,10 @@ func (c *clientConn) move(s *session, sid string, to *router.Backend, reason str
 	if c.srv.usable(from.Name) {
 		if u := c.existingUpstream(from); u != nil {
 			detach, _ := json.Marshal(map[string]string{"sessionId": sid})
-			if _, err := u.callSync("session.detach", detach); err != nil {
+			if u.link != nil && u.link.release(sid, u) > 0 {
+				// Another client still holds it on that connection: the
+				// backend keeps it loaded for that one.
+			} else if _, err := u.callSync("session.detach", detach); err != nil {
 				c.log().Debug("detach before move failed", "session", sid, "backend", from.Name, "error", err)
 			}
 		}
@@ -505,6 +519,10 @@ func (c *clientConn) move(s *session, sid string, to *router.Backend, reason str
 	u, err := c.upstream(to)
 	if err != nil {
 		return asRPCError(err, to.Name)
+	}
+	if u.link != nil {
+		u.link.hold(sid, u) // before the resume: its events come ahead of its answer
+		u.link.holdRegistration(s.resume, u)
 	}
 	if _, err := u.callSync("session.resume", s.resume); err != nil {
 		c.log().Warn("session resume failed", "session", sid, "from", from.Name, "to", to.Name, "error", err)
@@ -534,6 +552,10 @@ func (c *clientConn) reattach(s *session, sid string) *rpcError {
 	}
 	u, err := c.upstream(b)
 	if err == nil {
+		if u.link != nil {
+			u.link.hold(sid, u)
+			u.link.holdRegistration(s.resume, u)
+		}
 		_, err = u.callSync("session.resume", s.resume)
 	}
 	if err == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/jsonrpc"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
@@ -34,7 +35,9 @@ type upstream struct {
 	conn net.Conn
 	r    *frame.Reader
 
-	wmu       sync.Mutex
+	// wmu is wmuOwn, or the link's write lock for a lane on a shared link.
+	wmu       *sync.Mutex
+	wmuOwn    sync.Mutex
 	w         *frame.Writer
 	open      bool            // frames go to w; before, to queue
 	queue     []*frame.Buffer // frames written while opening, in order
@@ -46,6 +49,13 @@ type upstream struct {
 	aborted error // why the proxy closed it (its backend was marked down)
 	nextID  uint64
 	pending map[uint64]pendingReq
+
+	// A lane on a shared link (link.go): its ids are idBase plus a
+	// sequence; held (guarded by link.mu) lists the sessions it attached.
+	link   *link
+	lane   uint32
+	idBase uint64
+	held   map[string]struct{}
 }
 
 // Bounds of what waits for an upstream still opening: more is refused to
@@ -81,6 +91,7 @@ var (
 // newUpstream returns an upstream to b that has not started opening.
 func newUpstream(c *clientConn, b *router.Backend) *upstream {
 	u := &upstream{c: c, backend: b, ready: make(chan struct{}), pending: make(map[uint64]pendingReq)}
+	u.wmu = &u.wmuOwn
 	if c.obs != nil {
 		u.obs = c.obs.Backend(b.Name)
 	}
@@ -92,6 +103,10 @@ func newUpstream(c *clientConn, b *router.Backend) *upstream {
 func (u *upstream) run() {
 	defer u.c.wg.Done()
 	defer u.c.recoverPeer("upstream " + u.backend.Name)
+	if u.link != nil {
+		u.openLane()
+		return
+	}
 	err := u.openConn()
 	close(u.ready)
 	if err != nil {
@@ -103,6 +118,40 @@ func (u *upstream) run() {
 		return
 	}
 	u.readLoop()
+}
+
+// openLane waits for the lane's link to open, then sends the frames
+// queued meanwhile on it. The link's goroutine reads for the lane.
+func (u *upstream) openLane() {
+	defer close(u.ready)
+	select {
+	case <-u.link.ready:
+	case <-u.c.done:
+		return
+	}
+	if err := u.link.openErr; err != nil {
+		u.end(err, false) // the link failed every lane already, or is about to
+		return
+	}
+	u.wmu.Lock()
+	u.w = u.link.w
+	var err error
+	for i, b := range u.queue {
+		if err == nil {
+			err = u.w.Write(b.B)
+		}
+		b.Release()
+		u.queue[i] = nil
+	}
+	u.queue, u.queued = nil, 0
+	if err == nil {
+		err = u.flushLocked(true)
+	}
+	u.open = err == nil
+	u.wmu.Unlock()
+	if err != nil {
+		u.link.fail(err) // after wmu: failing takes every lane's (the link's) write lock
+	}
 }
 
 // openConn dials the backend and performs the handshake as this client:
@@ -178,52 +227,19 @@ func (u *upstream) call(method string, params json.RawMessage) (json.RawMessage,
 	u.nextID++
 	id := u.nextID
 	u.mu.Unlock()
-	u.wmu.Lock()
-	err := u.w.Write(requestBody(id, method, params))
-	if err == nil {
-		err = u.w.Flush()
+	// Without wmu: until open is set, writers queue and never touch u.w,
+	// and holding wmu while the backend answers would hold them up.
+	result, err := jsonrpc.Call(u.r, u.w, id, method, params)
+	var re *rpcError
+	if err != nil && !errors.As(err, &re) {
+		return nil, fmt.Errorf("handshake with %s: %w", u.backend.Addr, err)
 	}
-	u.wmu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	var m frame.Meta
-	for {
-		buf, err := u.r.Read()
-		if err != nil {
-			return nil, fmt.Errorf("%s handshake with %s: %w", method, u.backend.Addr, err)
-		}
-		if frame.Scan(buf.B, &m) != nil || m.Kind != frame.KindResponse {
-			buf.Release()
-			continue
-		}
-		got, ok := parseUint(m.ID.Of(buf.B))
-		if !ok || got != id {
-			buf.Release()
-			continue
-		}
-		result, rerr := decodeResponse(buf.B)
-		buf.Release()
-		if rerr != nil {
-			return nil, rerr
-		}
-		return result, nil
-	}
+	return result, err
 }
 
 // decodeResponse splits a response into its result or its error.
 func decodeResponse(body []byte) (json.RawMessage, *rpcError) {
-	var resp struct {
-		Result json.RawMessage `json:"result"`
-		Error  *rpcError       `json:"error"`
-	}
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, &rpcError{Code: codeInternal, Message: "backend sent an undecodable response"}
-	}
-	if resp.Error != nil {
-		return nil, resp.Error
-	}
-	return resp.Result, nil
+	return jsonrpc.DecodeResponse(body)
 }
 
 // readLoop passes the backend's frames to the client: responses with the
@@ -388,10 +404,14 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 		return 0, errUpstreamClosed
 	}
 	u.nextID++
+	id := u.nextID
+	if u.link != nil {
+		id = u.idBase | uint64(uint32(id))
+	}
 	if u.c.srv.cfg.RequestTimeout > 0 || u.obs != nil {
 		p.sent = time.Now().UnixNano()
 	}
-	u.pending[u.nextID] = p
+	u.pending[id] = p
 	if p.turn != nil {
 		// Under u.mu: fail either finds this send pending (the turn never
 		// started) or runs before it and it is refused here. A turn marked
@@ -403,7 +423,7 @@ func (u *upstream) track(p pendingReq) (uint64, error) {
 	if p.own() {
 		u.c.pending.Add(1)
 	}
-	return u.nextID, nil
+	return id, nil
 }
 
 // forget drops a request nobody waits for any more.
@@ -514,6 +534,10 @@ func (u *upstream) flushLocked(force bool) error {
 // closes the socket, so it never waits on anyone: the upstream's own
 // goroutine then fails it (answering what was pending there) for its client.
 func (u *upstream) abort(reason error) {
+	if u.link != nil {
+		u.link.abort(reason)
+		return
+	}
 	u.mu.Lock()
 	if u.closed || u.aborted != nil {
 		u.mu.Unlock()
@@ -532,8 +556,20 @@ func (u *upstream) abort(reason error) {
 // refusal of the handshake), the client forgets it, and the health checker
 // is asked to probe the backend, which alone decides whether it is down.
 // The client's connection stays open for its other sessions, and no other
-// client is touched. Safe to call more than once, from any goroutine.
+// client is touched. Safe to call more than once, from any goroutine. A
+// lane's failure (a write error, a request past its timeout) is its
+// link's: every lane on the link fails with it.
 func (u *upstream) fail(err error) {
+	if u.link != nil {
+		u.link.fail(err)
+		return
+	}
+	u.end(err, true)
+}
+
+// end is fail for this upstream alone; suspect asks the health checker to
+// probe the backend (a link asks once for all its lanes).
+func (u *upstream) end(err error, suspect bool) {
 	u.mu.Lock()
 	if u.closed {
 		u.mu.Unlock()
@@ -550,6 +586,9 @@ func (u *upstream) fail(err error) {
 	u.mu.Unlock()
 	if conn != nil {
 		conn.Close()
+	}
+	if u.link != nil {
+		u.link.leave(u)
 	}
 	u.wmu.Lock()
 	for _, b := range u.queue {
@@ -570,7 +609,7 @@ func (u *upstream) fail(err error) {
 		c.log().Warn("upstream connection lost", "backend", u.backend.Name, "error", err, "pending", len(pending))
 		// The proxy's own memory budget running out says nothing of the
 		// backend; anything else asks the health checker to look.
-		if !aborted && !errors.Is(err, frame.ErrBudget) {
+		if suspect && !aborted && !errors.Is(err, frame.ErrBudget) {
 			c.srv.suspect(u.backend, err)
 		}
 	}
@@ -604,6 +643,9 @@ func (u *upstream) close() {
 	u.closed = true
 	conn := u.conn
 	u.mu.Unlock()
+	if u.link != nil {
+		u.link.leave(u) // detaches what only this client held; the link stays
+	}
 	if conn != nil {
 		conn.Close()
 	}

@@ -19,7 +19,13 @@ type outFrame struct {
 // reader with no whole frame buffered): writes batch until then. A client
 // that does not read blocks its writers (backpressure towards the
 // backends) until the write timeout closes it.
+//
+// With shared upstreams (c.outq set) every frame goes through the client's
+// outbound queue instead, so no writer ever waits on this client.
 func (c *clientConn) send(f outFrame, flush bool) bool {
+	if c.outq != nil {
+		return c.outq.push(f)
+	}
 	c.wmu.Lock()
 	if c.wfailed {
 		c.wmu.Unlock()
@@ -27,13 +33,7 @@ func (c *clientConn) send(f outFrame, flush bool) bool {
 		return false
 	}
 	err := writeOut(c.w, &f)
-	if c.obs != nil {
-		n := len(f.buf.B)
-		if f.idEnd > 0 {
-			n += len(f.id.Bytes()) - int(f.idEnd-f.idStart)
-		}
-		c.obs.ToClient(n)
-	}
+	c.countOut(&f)
 	f.buf.Release()
 	if err == nil && flush {
 		err = c.flushLocked()
@@ -64,4 +64,15 @@ func writeOut(w *frame.Writer, f *outFrame) error {
 		return w.WriteWithID(f.buf.B, int(f.idStart), int(f.idEnd), f.id.Bytes())
 	}
 	return w.Write(f.buf.B)
+}
+
+// countOut counts a frame written to the client, for metrics.
+func (c *clientConn) countOut(f *outFrame) {
+	if c.obs != nil {
+		n := len(f.buf.B)
+		if f.idEnd > 0 {
+			n += len(f.id.Bytes()) - int(f.idEnd-f.idStart)
+		}
+		c.obs.ToClient(n)
+	}
 }

@@ -1,0 +1,299 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/router"
+)
+
+// sharedCluster is one fake backend behind a proxy with one shared
+// upstream per backend, so every client below is on the same connection.
+func sharedCluster(t *testing.T, adjust func(*Config)) *cluster {
+	t.Helper()
+	return newCluster(t, clusterOptions{backends: 1, proxy: func(cfg *Config) {
+		cfg.ConnectionsPerBackend = 1
+		if adjust != nil {
+			adjust(cfg)
+		}
+	}})
+}
+
+// Two clients on one shared upstream use the same request ids (each
+// counts from 1) and get server→client requests that the proxy numbers
+// the same way on each: every answer, event and question reaches the
+// client whose session it is, and the backend sees one proxy connection.
+func TestSharedUpstreamCollidingIDs(t *testing.T) {
+	c := sharedCluster(t, nil)
+	a, b := c.client(), c.client()
+	createSession(t, a, "sess-a")
+	createSession(t, b, "sess-b")
+	var wg sync.WaitGroup
+	for _, x := range []struct {
+		cl  *testClient
+		sid string
+	}{{a, "sess-a"}, {b, "sess-b"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x.cl.mustCall("session.send", map[string]any{"sessionId": x.sid, "prompt": "ask:who?"}, nil)
+			var req message
+			select {
+			case req = <-x.cl.requests:
+			case <-time.After(5 * time.Second):
+				t.Errorf("%s: no userInput.request", x.sid)
+				return
+			}
+			var p struct {
+				SessionID string `json:"sessionId"`
+			}
+			json.Unmarshal(req.Params, &p)
+			if req.Method != "userInput.request" || p.SessionID != x.sid {
+				t.Errorf("%s: got %s for %q", x.sid, req.Method, p.SessionID)
+			}
+			x.cl.respond(req.ID, map[string]any{"answer": "answer-for-" + x.sid, "wasFreeform": true})
+			if got := x.cl.waitAssistant(x.sid); !strings.Contains(got, "answer-for-"+x.sid) {
+				t.Errorf("%s: reply %q, want its own answer", x.sid, got)
+			}
+		}()
+	}
+	wg.Wait()
+	// Request ids collide too: both clients' next ids are the same.
+	for i := 0; i < 20; i++ {
+		ra := a.start("ping", map[string]any{"message": "from a"})
+		rb := b.start("ping", map[string]any{"message": "from b"})
+		if m := wait(t, ra, "ping a"); !strings.Contains(string(m.Result), "from a") {
+			t.Fatalf("a got %s", m.Result)
+		}
+		if m := wait(t, rb, "ping b"); !strings.Contains(string(m.Result), "from b") {
+			t.Fatalf("b got %s", m.Result)
+		}
+	}
+	if st := c.fakes[0].Stats(); st.Conns != 2 {
+		t.Fatalf("backend has %d connections, want 2 (the health probe and one shared upstream)", st.Conns)
+	}
+}
+
+// A client that leaves takes the sessions only it held off the backend;
+// a session another client holds stays loaded and keeps its events
+// flowing to that client, and so does the other client's own session.
+func TestSharedClientLeavingDetachesOnlyItsSessions(t *testing.T) {
+	c := sharedCluster(t, nil)
+	a, b := c.client(), c.client()
+	createSession(t, a, "only-a")
+	createSession(t, a, "both")
+	createSession(t, b, "only-b")
+	b.mustCall("session.resume", map[string]any{"sessionId": "both"}, nil)
+	a.conn.Close()
+	eventually(t, 5*time.Second, "only-a detached", func() bool { return c.holder("only-a") == nil })
+	for _, sid := range []string{"both", "only-b"} {
+		if c.holder(sid) == nil {
+			t.Fatalf("%s unloaded when the other client left", sid)
+		}
+		if got := turn(t, b, sid, "still here "+sid); !strings.Contains(got, "still here "+sid) {
+			t.Fatalf("%s: reply %q", sid, got)
+		}
+	}
+	// A client's own detach of a session the other still holds leaves it
+	// loaded for the other.
+	c2 := c.client()
+	c2.mustCall("session.resume", map[string]any{"sessionId": "only-b"}, nil)
+	c2.mustCall("session.detach", map[string]any{"sessionId": "only-b"}, nil)
+	if got := turn(t, b, "only-b", "after detach"); !strings.Contains(got, "after detach") {
+		t.Fatalf("only-b after the other's detach: reply %q", got)
+	}
+}
+
+// A client that never reads is closed once its outbound queue is full,
+// and meanwhile the other client's turns on the same shared upstream go on.
+func TestSharedSlowClientIsCutAlone(t *testing.T) {
+	c := sharedCluster(t, func(cfg *Config) { cfg.ClientQueueBytes = 1 << 20 })
+	fast := c.client()
+	createSession(t, fast, "fast")
+	turn(t, fast, "fast", "warm")
+
+	slow, err := net.Dial("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	w := frame.NewWriter(slow)
+	w.Write([]byte(`{"jsonrpc":"2.0","id":1,"method":"connect","params":{}}`))
+	big := strings.Repeat("x", 512<<10)
+	writeErr := make(chan error, 1)
+	go func() {
+		// Pings whose answers echo half a MiB each: far more than the
+		// socket buffers and the queue hold, and never read.
+		for i := 0; i < 200; i++ {
+			body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": i + 2, "method": "ping", "params": map[string]any{"message": big}})
+			if err := w.Write(body); err != nil {
+				writeErr <- err
+				return
+			}
+			if err := w.Flush(); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}()
+	turns := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for c.srv.LimitHits(LimitClientQueue) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the client that does not read was never closed")
+		}
+		start := time.Now()
+		if got := turn(t, fast, "fast", fmt.Sprintf("turn %d", turns)); !strings.Contains(got, fmt.Sprintf("turn %d", turns)) {
+			t.Fatalf("turn %d: reply %q", turns, got)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("turn %d took %s while the other client did not read", turns, d)
+		}
+		turns++
+	}
+	if got := turn(t, fast, "fast", "after"); !strings.Contains(got, "after") {
+		t.Fatalf("after the cut: reply %q", got)
+	}
+	if c.srv.LimitHits(LimitClientQueue) != 1 {
+		t.Fatalf("LimitHits(LimitClientQueue) = %d, want 1", c.srv.LimitHits(LimitClientQueue))
+	}
+	if !strings.Contains(c.logs.String(), "client does not read: closed") {
+		t.Fatal("no log line for the client closed")
+	}
+	eventually(t, 5*time.Second, "slow client closed", func() bool { return c.srv.Clients() == 1 })
+}
+
+// A client that registers a process-wide provider gets a connection of its
+// own: the registration never reaches the shared upstream, where other
+// clients' sessions live.
+func TestSharedRegisteringClientGetsDedicatedUpstream(t *testing.T) {
+	c := sharedCluster(t, nil)
+	conns := func() int { return c.fakes[0].Stats().Conns }
+	warm := c.client()
+	warm.mustCall("ping", nil, nil) // opens the shared upstream (a session would stop any registration)
+	eventually(t, 5*time.Second, "the health probe and the shared upstream", func() bool { return conns() == 2 })
+	base := conns()
+	reg := c.client()
+	reg.mustCall("sessionFs.setProvider", map[string]any{"initialCwd": "/", "sessionStatePath": "/s", "conventions": "posix"}, nil)
+	if got := conns(); got != base+1 {
+		t.Fatalf("backend has %d connections after a registration, want %d", got, base+1)
+	}
+	createSession(t, reg, "reg")
+	other := c.client()
+	createSession(t, other, "other")
+	if got := conns(); got != base+1 {
+		t.Fatalf("backend has %d connections, want %d (another client's session is on the shared one)", got, base+1)
+	}
+	if got := turn(t, other, "other", "fine"); !strings.Contains(got, "fine") {
+		t.Fatalf("reply %q", got)
+	}
+	// A client with a session on the shared upstream cannot register: the
+	// registration needs a connection of its own, and its sessions live
+	// on the shared one.
+	m := other.call("sessionFs.setProvider", map[string]any{"initialCwd": "/", "sessionStatePath": "/s", "conventions": "posix"})
+	if m.Error == nil || !strings.Contains(m.Error.Message, "rpcproxy") {
+		t.Fatalf("registration with a session on the shared upstream: %+v, want the proxy's refusal", m.Error)
+	}
+}
+
+// tokenBackend is a backend that answers connect, answers every other
+// request with {}, and after a session.create sends the server→client
+// request that then(params) builds, if any.
+func tokenBackend(t *testing.T, then func(create json.RawMessage) []byte) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				r, w := frame.NewReader(conn, nil, frame.Limits{}), frame.NewWriter(conn)
+				for {
+					buf, err := r.Read()
+					if err != nil {
+						return
+					}
+					var m message
+					json.Unmarshal(buf.B, &m)
+					buf.Release()
+					if m.Method == "" {
+						continue // a client's answer
+					}
+					result := json.RawMessage(`{}`)
+					if m.Method == "connect" {
+						result = json.RawMessage(`{"ok":true,"protocolVersion":3,"version":"1.0.102"}`)
+					}
+					w.Write(responseBody(m.ID, result, nil))
+					if m.Method == "session.create" {
+						if req := then(m.Params); req != nil {
+							w.Write(req)
+						}
+					}
+					if w.Flush() != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// gitHubToken.getToken names no session, only the registration id a client
+// gave in its session.create: it reaches that client, not the other one
+// on the same shared upstream.
+func TestSharedGitHubTokenRequestByRegistrationID(t *testing.T) {
+	addr := tokenBackend(t, func(create json.RawMessage) []byte {
+		var p struct {
+			Reg string `json:"gitHubTokenProviderRegistrationId"`
+		}
+		json.Unmarshal(create, &p)
+		if p.Reg == "" {
+			return nil
+		}
+		return []byte(`{"jsonrpc":"2.0","id":77,"method":"gitHubToken.getToken","params":{"registrationId":"` + p.Reg + `","host":"github.com"}}`)
+	})
+	table := router.NewTable(router.RingConfig{})
+	table.Set([]*router.Backend{{Name: addr, Addr: addr}})
+	srv := New(Config{ConnectionsPerBackend: 1}, table, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	a, b := dialClient(t, ln.Addr().String()), dialClient(t, ln.Addr().String())
+	a.mustCall("connect", map[string]any{}, nil)
+	b.mustCall("connect", map[string]any{}, nil)
+	b.mustCall("session.create", map[string]any{"sessionId": "b-1"}, nil)
+	a.mustCall("session.create", map[string]any{"sessionId": "a-1", "gitHubTokenProviderRegistrationId": "reg-of-a"}, nil)
+	select {
+	case req := <-a.requests:
+		if req.Method != "gitHubToken.getToken" || !strings.Contains(string(req.Params), "reg-of-a") {
+			t.Fatalf("a got %s %s", req.Method, req.Params)
+		}
+	case req := <-b.requests:
+		t.Fatalf("the other client got %s %s", req.Method, req.Params)
+	case <-time.After(5 * time.Second):
+		t.Fatal("nobody got gitHubToken.getToken")
+	}
+}
