@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 listen=${DEMO_LISTEN:-127.0.0.1:4321}
+admin=${DEMO_ADMIN:-127.0.0.1:9090}
 work=$(mktemp -d -t rpcproxy-demo.XXXXXX)
 pids=()
 cleanup() {
@@ -34,7 +35,7 @@ stub_url=$(grep -o 'http://[0-9.:/a-z]*' "$work/stub.log" | head -1)
 echo "==> model stub: $stub_url"
 
 # rpcproxy with a local pool of three headless CLI servers.
-"$root/bin/rpcproxy" serve --spawn 3 --listen "$listen" --log-level info >"$work/proxy.log" 2>&1 &
+"$root/bin/rpcproxy" serve --spawn 3 --listen "$listen" --admin "$admin" --log-level info >"$work/proxy.log" 2>&1 &
 pids+=($!)
 echo "==> rpcproxy: starting 3 headless CLI servers (the first start unpacks the CLI; this can take a while)"
 for _ in $(seq 1200); do
@@ -43,7 +44,7 @@ for _ in $(seq 1200); do
   sleep 0.1
 done
 grep -q 'rpcproxy listening' "$work/proxy.log" || { cat "$work/proxy.log"; echo "rpcproxy did not start" >&2; exit 1; }
-echo "==> rpcproxy listening on $listen; pool:"
+echo "==> rpcproxy listening on $listen; status page: http://$admin/ (metrics: http://$admin/metrics); pool:"
 grep 'child up' "$work/proxy.log" | sed -E 's/.*child=([0-9]+) addr=([^ ]+) pid=([0-9]+).*/      server \1: copilot --headless on \2 (pid \3)/' | sort
 
 echo "==> driving SDK sessions through rpcproxy (Node SDK, RuntimeConnection.forUri(\"$listen\"))"
@@ -53,3 +54,9 @@ echo "==> where each session landed (from rpcproxy's log):"
 grep 'session placed' "$work/proxy.log" | sed -E 's/.*session=([^ ]+) backend=([^ ]+).*/      \1  ->  \2/' | sort -u
 echo "==> sessions per server:"
 grep 'session placed' "$work/proxy.log" | grep -o 'backend=[^ ]*' | sort | uniq -c | sed 's/^/     /'
+echo "==> the pool as the admin API sees it (rpcproxy status --admin $admin):"
+"$root/bin/rpcproxy" status --admin "$admin" | sed 's/^/     /'
+if [[ -n "${DEMO_HOLD:-}" ]]; then
+  echo "==> DEMO_HOLD is set: the pool stays up for the status page at http://$admin/ until Ctrl-C"
+  wait "${pids[-1]}"
+fi
