@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 
@@ -39,7 +38,7 @@ func startAdmin(cfg *config.Config, src *adminSource, events *admin.Events, reg 
 	if cfg.Admin.Listen == "" {
 		return nil, nil
 	}
-	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	ln, err := listenReusePort(cfg.Admin.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen: %w", err)
 	}

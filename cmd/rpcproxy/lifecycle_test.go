@@ -370,7 +370,9 @@ func TestSIGUSR2SeamlessUpgrade(t *testing.T) {
 	next := buildProxy(t, dir, "rpcproxy.next", "v2")
 	cfgPath := lifecycleSetup(t, 2, "30s")
 	listen := freeAddr(t)
-	old := startBinary(t, bin, filepath.Join(dir, "proxy.log"), "serve", "--config", cfgPath, "--listen", listen)
+	// With the admin listener on: the new process binds it too while the
+	// old one drains (SO_REUSEPORT), or the upgrade would fail.
+	old := startBinary(t, bin, filepath.Join(dir, "proxy.log"), "serve", "--config", cfgPath, "--listen", listen, "--admin", freeAddr(t))
 	old.waitLog(t, "rpcproxy listening", 1)
 
 	asker := sdkClient(t, listen)

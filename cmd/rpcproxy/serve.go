@@ -225,17 +225,19 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		}
 		defer member.Close()
 	}
-	adminSrv, err := startAdmin(cfg, &adminSource{checker: checker, table: table, proxy: srv, member: member},
-		events, reg, metricsHandler(reg, srv, checker, table, member), log)
-	if err != nil {
-		return err
-	}
-	defer adminSrv.Close()
-
 	ln, inherited, err := listenOrInherit(cfg.Listen, log)
 	if err != nil {
 		return err
 	}
+	// After the SDK listener: /readyz never says ready before clients can
+	// connect.
+	adminSrv, err := startAdmin(cfg, &adminSource{checker: checker, table: table, proxy: srv, member: member},
+		events, reg, metricsHandler(reg, srv, checker, table, member), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer adminSrv.Close()
 	if inherited { // a new process of an upgrade: take clients once they can be served
 		if err := awaitBackends(ctx, table, checker, log); err != nil {
 			ln.Close()

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// SO_REUSEPORT on the BSDs and macOS.
+const soReusePort = 0x200
