@@ -135,19 +135,7 @@ func (u *upstream) openLane() {
 	}
 	u.wmu.Lock()
 	u.w = u.link.w
-	var err error
-	for i, b := range u.queue {
-		if err == nil {
-			err = u.w.Write(b.B)
-		}
-		b.Release()
-		u.queue[i] = nil
-	}
-	u.queue, u.queued = nil, 0
-	if err == nil {
-		err = u.flushLocked(true)
-	}
-	u.open = err == nil
+	err := u.sendQueueLocked()
 	u.wmu.Unlock()
 	if err != nil {
 		u.link.fail(err) // after wmu: failing takes every lane's (the link's) write lock
@@ -205,6 +193,13 @@ func (u *upstream) openConn() error {
 	_ = conn.SetReadDeadline(time.Time{})
 	u.wmu.Lock()
 	defer u.wmu.Unlock()
+	return u.sendQueueLocked()
+}
+
+// sendQueueLocked writes and flushes the frames queued while the upstream
+// opened, releases them, and marks it open when that worked; wmu is held.
+func (u *upstream) sendQueueLocked() error {
+	var err error
 	for i, b := range u.queue {
 		if err == nil {
 			err = u.w.Write(b.B)
