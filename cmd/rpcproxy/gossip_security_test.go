@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/membership"
 	"github.com/rpcproxy/rpcproxy/internal/router"
+	"github.com/rpcproxy/rpcproxy/internal/testlog"
 )
 
 // startRogueMember joins the proxy's cluster as a bare membership node (no
@@ -156,29 +156,11 @@ func TestGossipNonLoopbackWithoutKeysRefused(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a goroutine-safe log sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // With insecure = true an unkeyed proxy starts and warns that gossip is
 // unauthenticated; an agent does too, with RPCPROXY_GOSSIP_INSECURE=1 (the
 // real command, as a child process).
 func TestGossipInsecureStartsAndWarns(t *testing.T) {
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	cfg := gossipTestConfig(nil, nil)
 	cfg.Gossip.Insecure = true
 	_, checker := newRouting(cfg)

@@ -1,7 +1,6 @@
 package health
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/rpcproxy/rpcproxy/internal/fakecli"
 	"github.com/rpcproxy/rpcproxy/internal/router"
+	"github.com/rpcproxy/rpcproxy/internal/testlog"
 )
 
 type transitions struct {
@@ -213,29 +213,11 @@ func TestDrainingLeavesRingButStaysUsable(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log output safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // A drain says who asked for it: the operator (configuration) or the
 // backend's agent (gossip). Either one drains; the agent's "not draining"
 // does not undo the operator's drain.
 func TestDrainSaysWhoDrained(t *testing.T) {
-	var out lockedBuffer
+	var out testlog.Buffer
 	table := router.NewTable(router.RingConfig{})
 	c := New(Config{Interval: time.Hour, Logger: hclog.New(&hclog.LoggerOptions{Output: &out})}, table)
 	t.Cleanup(c.Close)

@@ -1,17 +1,17 @@
 package membership
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/rpcproxy/rpcproxy/internal/testlog"
 )
 
 // member is a backend member gossiping from gossipIP, claiming cli.
@@ -100,25 +100,7 @@ func TestAdmitLimit(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
-
-func captureLogger(buf *syncBuffer) hclog.Logger {
+func captureLogger(buf *testlog.Buffer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: buf})
 }
 
@@ -128,7 +110,7 @@ func captureLogger(buf *syncBuffer) hclog.Logger {
 func TestBackendOffHostRefused(t *testing.T) {
 	t.Parallel()
 	for _, allowed := range []bool{false, true} {
-		var logs syncBuffer
+		var logs testlog.Buffer
 		rec := newRecorder()
 		pc := testConfig("proxy", ProfileFast, proxyMeta)
 		pc.Logger = captureLogger(&logs)
@@ -162,8 +144,8 @@ func TestBackendOffHostRefused(t *testing.T) {
 		if got := findBackend(bs, "elsewhere") != nil; got != allowed {
 			t.Fatalf("allowed=%v: off-host member admitted=%v: %+v", allowed, got, bs)
 		}
-		if n := logs.count("ignoring cluster member"); allowed && n != 0 || !allowed && n != 1 {
-			t.Fatalf("allowed=%v: %d refusal lines, want %d:\n%s", allowed, n, map[bool]int{false: 1}[allowed], logs.b.String())
+		if n := logCount(&logs, "ignoring cluster member"); allowed && n != 0 || !allowed && n != 1 {
+			t.Fatalf("allowed=%v: %d refusal lines, want %d:\n%s", allowed, n, map[bool]int{false: 1}[allowed], logs.String())
 		}
 	}
 }
@@ -220,8 +202,8 @@ func TestUnauthenticatedWarnings(t *testing.T) {
 		loopbackWarning = "gossip is not encrypted or authenticated (no keys); accepted because it is bound to loopback"
 		insecureWarning = "INSECURE: gossip is not encrypted or authenticated"
 	)
-	start := func(name string, keys [][]byte, insecure bool) (*Node, *syncBuffer) {
-		var logs syncBuffer
+	start := func(name string, keys [][]byte, insecure bool) (*Node, *testlog.Buffer) {
+		var logs testlog.Buffer
 		c := testConfig(name, ProfileFast, proxyMeta)
 		c.Keys, c.Insecure = keys, insecure
 		c.Logger = captureLogger(&logs)
@@ -232,20 +214,20 @@ func TestUnauthenticatedWarnings(t *testing.T) {
 	_, loopback := start("loopback", nil, false)
 	insecure, insecureLogs := start("insecure", nil, true)
 	_, clock := start("clock", nil, true)
-	if insecureLogs.count(insecureWarning) < 1 || loopback.count(loopbackWarning) != 1 {
-		t.Fatalf("no start warnings:\n%s\n%s", insecureLogs.b.String(), loopback.b.String())
+	if logCount(insecureLogs, insecureWarning) < 1 || logCount(loopback, loopbackWarning) != 1 {
+		t.Fatalf("no start warnings:\n%s\n%s", insecureLogs.String(), loopback.String())
 	}
-	eventually(t, 5*time.Second, "the insecure warning repeated", func() bool { return insecureLogs.count(insecureWarning) >= 3 })
-	if n := loopback.count(loopbackWarning); n != 1 {
+	eventually(t, 5*time.Second, "the insecure warning repeated", func() bool { return logCount(insecureLogs, insecureWarning) >= 3 })
+	if n := logCount(loopback, loopbackWarning); n != 1 {
 		t.Fatalf("loopback warning logged %d times, want once", n)
 	}
-	if n := keyed.count("not encrypted"); n != 0 {
+	if n := logCount(keyed, "not encrypted"); n != 0 {
 		t.Fatalf("keyed node warned %d times", n)
 	}
 	insecure.Shutdown()
-	after, tick := insecureLogs.count(insecureWarning), clock.count(insecureWarning)
-	eventually(t, 5*time.Second, "three more periods", func() bool { return clock.count(insecureWarning) >= tick+3 })
-	if insecureLogs.count(insecureWarning) != after {
+	after, tick := logCount(insecureLogs, insecureWarning), logCount(clock, insecureWarning)
+	eventually(t, 5*time.Second, "three more periods", func() bool { return logCount(clock, insecureWarning) >= tick+3 })
+	if logCount(insecureLogs, insecureWarning) != after {
 		t.Fatal("the insecure warning repeated after Shutdown")
 	}
 }
@@ -265,3 +247,6 @@ func TestInsecureBindJoinRefused(t *testing.T) {
 		t.Fatalf("Join on 192.0.2.1 without keys = %v, want ErrUnauthenticated", err)
 	}
 }
+
+// logCount counts the lines of logs holding substr.
+func logCount(logs *testlog.Buffer, substr string) int { return strings.Count(logs.String(), substr) }

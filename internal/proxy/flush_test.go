@@ -14,6 +14,7 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/frame"
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/router"
+	"github.com/rpcproxy/rpcproxy/internal/testlog"
 )
 
 // scriptedBackend is a minimal CLI stand-in whose timing a test sets: it
@@ -110,7 +111,7 @@ func (b *scriptedBackend) serve(conn net.Conn) {
 // event of the client's session ahead of it; backend B answers 2 s later.
 func TestFrameAheadOfInternalAnswerIsFlushed(t *testing.T) {
 	a, b := startScripted(t, 0), startScripted(t, 2*time.Second)
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: &lockedBuffer{}})
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: &testlog.Buffer{}})
 	table := router.NewTable(router.RingConfig{})
 	checker := health.New(health.Config{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond, Logger: log}, table)
 	srv := New(Config{Logger: log, HandshakeTimeout: 2 * time.Second}, table, checker)

@@ -1,13 +1,11 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/metrics"
 	"github.com/rpcproxy/rpcproxy/internal/router"
+	"github.com/rpcproxy/rpcproxy/internal/testlog"
 )
 
 // cluster is a proxy in front of fake CLI servers, all on loopback, with
@@ -30,7 +29,7 @@ type cluster struct {
 	checker *health.Checker
 	srv     *Server
 	addr    string
-	logs    *lockedBuffer
+	logs    *testlog.Buffer
 }
 
 type clusterOptions struct {
@@ -54,29 +53,12 @@ type clusterOptions struct {
 // shared upstreams per backend.
 var testConnectionsPerBackend, _ = strconv.Atoi(os.Getenv("RPCPROXY_TEST_SHARED"))
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func newCluster(t testing.TB, o clusterOptions) *cluster {
 	t.Helper()
 	if o.backends == 0 {
 		o.backends = 3
 	}
-	c := &cluster{t: t, logs: &lockedBuffer{}}
+	c := &cluster{t: t, logs: &testlog.Buffer{}}
 	if o.sharedStore {
 		c.store = fakecli.NewStore()
 	}
