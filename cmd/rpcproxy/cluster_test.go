@@ -295,17 +295,7 @@ func TestReloadDrainsBackend(t *testing.T) {
 	p := startProcess(t, "serve", "--config", cfgPath, "--listen", listen)
 	p.waitLog(t, "rpcproxy listening", 1)
 	c := sdkClient(t, listen)
-	var onSecond []string
-	for i := 0; i < 16; i++ {
-		sid := fmt.Sprintf("reload-%d", i)
-		if call(t, c, "session.create", map[string]any{"sessionId": sid})["server"] == "cli-1" {
-			onSecond = append(onSecond, sid)
-		}
-		turnOn(t, c, sid, "first")
-	}
-	if len(onSecond) == 0 {
-		t.Fatal("no session on the second backend")
-	}
+	onSecond := sessionsOnSecond(t, c, "reload")
 	write(true)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, "configuration reloaded", 1)
@@ -319,4 +309,22 @@ func TestReloadDrainsBackend(t *testing.T) {
 		}
 	}
 	p.waitLog(t, "draining backend holds no sessions", 1)
+}
+
+// sessionsOnSecond creates 16 sessions named prefix-N with a turn each and
+// returns those the second fake (cli-1) holds; it fails when there is none.
+func sessionsOnSecond(t *testing.T, c *fakecli.Client, prefix string) []string {
+	t.Helper()
+	var onSecond []string
+	for i := 0; i < 16; i++ {
+		sid := fmt.Sprintf("%s-%d", prefix, i)
+		if call(t, c, "session.create", map[string]any{"sessionId": sid})["server"] == "cli-1" {
+			onSecond = append(onSecond, sid)
+		}
+		turnOn(t, c, sid, "first")
+	}
+	if len(onSecond) == 0 {
+		t.Fatal("no session on the second backend")
+	}
+	return onSecond
 }

@@ -107,17 +107,7 @@ func TestServeForgetsRemovedBackendOnceEmpty(t *testing.T) {
 	p := startProcess(t, "serve", "--config", cfgPath, "--listen", listen)
 	p.waitLog(t, "rpcproxy listening", 1)
 	c := sdkClient(t, listen)
-	var onSecond []string
-	for i := 0; i < 16; i++ {
-		sid := fmt.Sprintf("removed-%d", i)
-		if call(t, c, "session.create", map[string]any{"sessionId": sid})["server"] == "cli-1" {
-			onSecond = append(onSecond, sid)
-		}
-		turnOn(t, c, sid, "first")
-	}
-	if len(onSecond) == 0 {
-		t.Fatal("no session on the second backend")
-	}
+	onSecond := sessionsOnSecond(t, c, "removed")
 	writeConfig(t, cfgPath, fmt.Sprintf("backend %q {}\n", fakes[0].Addr()))
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, "configuration reloaded", 1)
