@@ -1,6 +1,7 @@
 package fakecli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -66,6 +67,11 @@ type Config struct {
 	// NoLifecycle turns session.lifecycle notifications off. The CLI has no
 	// such switch; the bench uses it to measure what their broadcast costs.
 	NoLifecycle bool
+	// Hold, when set, is asked about every request: a positive duration
+	// answers that request after it, on a goroutine of its own, while the
+	// connection's other requests are answered as usual (a slow call,
+	// unlike Freeze, which holds everything). For tests.
+	Hold func(method string, params json.RawMessage) time.Duration
 }
 
 // ErrInvalidConfig is wrapped by every error Validate returns.

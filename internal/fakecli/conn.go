@@ -203,6 +203,22 @@ func (c *conn) handle(body []byte) error {
 		method: m.Method,
 		params: m.Params,
 	}
+	if hold := c.s.cfg.Hold; hold != nil {
+		if d := hold(req.method, req.params); d > 0 {
+			c.s.wg.Add(1)
+			go func() {
+				defer c.s.wg.Done()
+				t := time.NewTimer(d)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					c.s.dispatch(c, req)
+				case <-c.s.done:
+				}
+			}()
+			return nil
+		}
+	}
 	c.s.dispatch(c, req)
 	return nil
 }

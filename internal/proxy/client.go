@@ -39,7 +39,7 @@ type clientConn struct {
 	wmu     sync.Mutex // guards the write side: w and wfailed
 	w       *frame.Writer
 	wfailed bool
-	outq    *outQueue // with shared upstreams: what waits for w (see send)
+	ob      *outBuffer // with shared upstreams: w's socket end, which never blocks (see send)
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // upstream readers and the request-timeout loop
@@ -116,11 +116,13 @@ func newClientConn(s *Server, conn net.Conn) *clientConn {
 		}
 		limits.MaxBody = min(limits.MaxBody, s.cfg.MaxBodyBeforeConnect)
 	}
-	if s.cfg.ConnectionsPerBackend > 0 {
-		c.outq = &outQueue{c: c, max: s.cfg.ClientQueueBytes}
-	}
 	c.r = frame.NewReader(conn, conn, limits)
-	c.w = frame.NewWriter(newDeadlineWriter(conn, s.cfg.WriteTimeout))
+	if s.cfg.ConnectionsPerBackend > 0 {
+		c.ob = newOutBuffer(c, conn, s.cfg.ClientQueueBytes, s.cfg.WriteTimeout)
+		c.w = frame.NewWriter(c.ob)
+	} else {
+		c.w = frame.NewWriter(newDeadlineWriter(conn, s.cfg.WriteTimeout))
+	}
 	return c
 }
 
@@ -202,8 +204,8 @@ func (c *clientConn) serve() {
 	}
 	c.shutdown()
 	c.wg.Wait()
-	if c.outq != nil {
-		c.outq.close()
+	if c.ob != nil {
+		c.ob.close()
 	}
 	c.releaseSessions()
 }
@@ -211,8 +213,8 @@ func (c *clientConn) serve() {
 // drainOut waits, with shared upstreams, until what is queued for the
 // client was written (at most the write timeout).
 func (c *clientConn) drainOut() {
-	if c.outq != nil {
-		c.outq.waitEmpty(c.srv.cfg.WriteTimeout)
+	if c.ob != nil {
+		c.ob.waitEmpty(c.srv.cfg.WriteTimeout)
 	}
 }
 
@@ -712,7 +714,10 @@ func (c *clientConn) sendBody(body []byte) {
 }
 
 // timeoutLoop fails upstreams with a request past the request timeout: a
-// passive check, so a backend that stops answering is noticed on live traffic.
+// passive check, so a backend that stops answering is noticed on live
+// traffic. A lane on a shared link is not failed (that would fail every
+// client on the link): its overdue requests alone are answered, and the
+// health checker is asked to probe the backend.
 func (c *clientConn) timeoutLoop(timeout time.Duration) {
 	defer c.wg.Done()
 	defer c.recoverPeer("request timeouts")
@@ -725,7 +730,10 @@ func (c *clientConn) timeoutLoop(timeout time.Duration) {
 		case now := <-tick.C:
 			ups := c.upstreamList()
 			for _, u := range ups {
-				if u.overdue(now, timeout) {
+				switch {
+				case u.link != nil:
+					u.expire(now, timeout)
+				case u.overdue(now, timeout):
 					u.fail(fmt.Errorf("request unanswered after %s", timeout))
 				}
 			}

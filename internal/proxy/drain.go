@@ -131,9 +131,6 @@ func (c *clientConn) idleLocked() bool {
 	if c.pending.Load() > 0 || c.busy.Load() > 0 || len(c.dirty) > 0 {
 		return false
 	}
-	if c.outq != nil && !c.outq.empty() {
-		return false
-	}
 	c.mu.Lock()
 	busy := len(c.s2c) > 0
 	for _, s := range c.sessions {
@@ -145,7 +142,7 @@ func (c *clientConn) idleLocked() bool {
 	if busy || !c.wmu.TryLock() {
 		return false
 	}
-	idle := !c.wfailed && c.w.Buffered() == 0
+	idle := !c.wfailed && c.w.Buffered() == 0 && (c.ob == nil || c.ob.idleLocked())
 	if idle {
 		c.wfailed = true
 	}

@@ -40,8 +40,9 @@ type link struct {
 	ready   chan struct{} // closed once opening ended; then openErr is set or w is
 	openErr error
 
-	conn net.Conn
-	r    *frame.Reader // the run goroutine's
+	conn  net.Conn
+	r     *frame.Reader // the run goroutine's
+	dirty []*clientConn // the run goroutine's: clients written to since its last flush
 
 	wmu sync.Mutex // the lanes' write lock: each lane's upstream.wmu is this
 	w   *frame.Writer
@@ -58,6 +59,9 @@ type link struct {
 	// client, given in session.create/resume) → the lane that gave it:
 	// gitHubToken.getToken carries it and perhaps no sessionId.
 	regs map[string]*upstream
+	// ownq: the link's own messages waiting for its writer (post).
+	ownq       [][]byte
+	ownRunning bool
 }
 
 // sharedTaskKinds is what a link declares in connect: what the 1.0.x SDKs
@@ -72,12 +76,12 @@ func newLink(s *Server, b *router.Backend) *link {
 	return l
 }
 
-// linkFor returns the link of b that the client with id key uses, opening
-// one when its slot has none (or a closed one, or one to a backend since
-// updated at reload). Nil when the server is closed.
-func (s *Server) linkFor(b *router.Backend, key uint64) *link {
+// linkFor returns the link of b for a new lane: the open one with the
+// fewest lanes, or a new one in a free slot while fewer than
+// ConnectionsPerBackend are open (a slot whose link closed, or whose
+// backend was updated at reload, is free). Nil when the server is closed.
+func (s *Server) linkFor(b *router.Backend) *link {
 	n := s.cfg.ConnectionsPerBackend
-	slot := int(key % uint64(n))
 	s.linksMu.Lock()
 	defer s.linksMu.Unlock()
 	if s.linksClosed {
@@ -88,20 +92,38 @@ func (s *Server) linkFor(b *router.Backend, key uint64) *link {
 		ls = make([]*link, n)
 		s.links[b.Name] = ls
 	}
-	if l := ls[slot]; l != nil {
+	best, bestLanes, free := -1, 0, -1
+	for i, l := range ls {
+		if l == nil {
+			if free < 0 {
+				free = i
+			}
+			continue
+		}
 		l.mu.Lock()
 		usable := !l.closed && l.backend == b
 		if !usable {
 			l.orphan = true
 		}
+		lanes := len(l.lanes)
 		l.mu.Unlock()
-		if usable {
-			return l
+		if !usable {
+			ls[i] = nil
+			l.closeIfUnused()
+			if free < 0 {
+				free = i
+			}
+			continue
 		}
-		l.closeIfUnused()
+		if best < 0 || lanes < bestLanes {
+			best, bestLanes = i, lanes
+		}
+	}
+	if best >= 0 && (bestLanes == 0 || free < 0) {
+		return ls[best]
 	}
 	l := newLink(s, b)
-	ls[slot] = l
+	ls[free] = l
 	s.wg.Add(1)
 	go l.run()
 	return l
@@ -223,12 +245,16 @@ func (l *link) open() error {
 	return nil
 }
 
-// readLoop routes the backend's frames to the lanes they are for.
+// readLoop routes the backend's frames to the lanes they are for. What
+// it writes to clients is buffered and flushed, without blocking, once no
+// whole frame is left to read (so a burst for one client goes out in one
+// system call).
 func (l *link) readLoop() {
 	var m frame.Meta
 	for {
 		buf, err := l.r.Read()
 		if err != nil {
+			l.flushDirty()
 			l.srv.noteReadError(err)
 			l.fail(err)
 			return
@@ -237,7 +263,33 @@ func (l *link) readLoop() {
 			l.obs.FromBackend(len(buf.B))
 		}
 		l.route(buf, &m)
+		if len(l.dirty) >= maxDirty || !l.r.Ready() {
+			l.flushDirty()
+		}
 	}
+}
+
+// maxDirty bounds the clients a link's reader writes to between flushes.
+const maxDirty = 64
+
+// wrote notes that the reader wrote (unflushed) to c. Reader only.
+func (l *link) wrote(c *clientConn) {
+	for _, x := range l.dirty {
+		if x == c {
+			return
+		}
+	}
+	l.dirty = append(l.dirty, c)
+}
+
+// flushDirty flushes what the reader wrote to clients. Reader only; a
+// client's flush never blocks (outBuffer).
+func (l *link) flushDirty() {
+	for i, c := range l.dirty {
+		c.flush()
+		l.dirty[i] = nil
+	}
+	l.dirty = l.dirty[:0]
 }
 
 // maxFanIn bounds the lanes one session's frame is copied to without
@@ -268,6 +320,7 @@ func (l *link) route(buf *frame.Buffer, m *frame.Meta) {
 			return
 		}
 		u.handle(buf, m, false)
+		l.wrote(u.c)
 		return
 	case frame.KindNotification, frame.KindRequest:
 	default:
@@ -295,7 +348,7 @@ func (l *link) route(buf *frame.Buffer, m *frame.Meta) {
 		if m.Kind == frame.KindRequest {
 			// Nobody here can answer it: say so at once rather than leave
 			// the CLI waiting.
-			l.writeOwn(responseBody(m.ID.Of(buf.B), nil, &rpcError{Code: -32603, Message: "rpcproxy: no client holds this session on this connection"}))
+			l.post(responseBody(m.ID.Of(buf.B), nil, &rpcError{Code: -32603, Message: "rpcproxy: no client holds this session on this connection"}))
 		}
 		buf.Release()
 		return
@@ -303,13 +356,18 @@ func (l *link) route(buf *frame.Buffer, m *frame.Meta) {
 	if m.Kind == frame.KindRequest {
 		// A request is answered once: by the client that attached the
 		// session last.
-		to[len(to)-1].handle(buf, m, false)
+		u := to[len(to)-1]
+		u.handle(buf, m, false)
+		l.wrote(u.c)
 		return
 	}
 	for _, u := range to[:len(to)-1] {
 		u.handle(frame.Copy(buf.B), m, false)
+		l.wrote(u.c)
 	}
-	to[len(to)-1].handle(buf, m, false)
+	u := to[len(to)-1]
+	u.handle(buf, m, false)
+	l.wrote(u.c)
 }
 
 // addLane puts u on the link, or reports that the link is closed.
@@ -460,7 +518,7 @@ func (l *link) leave(u *upstream) {
 		l.nextOwn++
 		id := l.nextOwn
 		l.mu.Unlock()
-		l.writeOwn(requestBody(id, "session.detach", p))
+		l.post(requestBody(id, "session.detach", p))
 	}
 	if len(detach) > 0 {
 		l.srv.log.Debug("detached the sessions of a client that left", "backend", l.backend.Name, "sessions", len(detach))
@@ -478,19 +536,62 @@ func (l *link) closeIfUnused() {
 	}
 }
 
-// writeOwn writes and flushes a message of the link's own (an error
-// answer, a detach), when the link is open; a failure fails the link.
-func (l *link) writeOwn(body []byte) {
-	l.wmu.Lock()
-	var err error
-	if l.w != nil {
-		if err = l.w.Write(body); err == nil {
+// post queues a message of the link's own (an error answer, a detach) for
+// its writer goroutine, which exists while any wait: whoever posts (the
+// link's reader, a client's shutdown) never writes to the backend itself.
+// At most maxOwnQueue wait; more are dropped with a log line (a detach
+// dropped leaves the session loaded on the CLI until it is resumed or the
+// connection closes).
+func (l *link) post(body []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	if len(l.ownq) >= maxOwnQueue {
+		l.srv.log.Warn("shared upstream's own queue is full; message dropped", "backend", l.backend.Name)
+		return
+	}
+	l.ownq = append(l.ownq, body)
+	if !l.ownRunning {
+		l.ownRunning = true
+		l.srv.wg.Add(1) // the link is open, so its run goroutine still counts
+		go l.writeOwnLoop()
+	}
+}
+
+const maxOwnQueue = 4096
+
+// writeOwnLoop writes the posted messages, in order, and ends when none
+// is left; a write failure fails the link.
+func (l *link) writeOwnLoop() {
+	defer l.srv.wg.Done()
+	var batch [][]byte
+	for {
+		l.mu.Lock()
+		if len(l.ownq) == 0 || l.closed {
+			l.ownq = nil
+			l.ownRunning = false
+			l.mu.Unlock()
+			return
+		}
+		batch, l.ownq = l.ownq, batch[:0]
+		l.mu.Unlock()
+		l.wmu.Lock()
+		var err error
+		for i, body := range batch {
+			if err == nil && l.w != nil {
+				err = l.w.Write(body)
+			}
+			batch[i] = nil
+		}
+		if err == nil && l.w != nil {
 			err = l.w.Flush()
 		}
-	}
-	l.wmu.Unlock()
-	if err != nil {
-		l.fail(err)
+		l.wmu.Unlock()
+		if err != nil {
+			l.fail(err)
+		}
 	}
 }
 
@@ -548,11 +649,11 @@ func (l *link) fail(err error) {
 	}
 }
 
-// onLink makes u, a new upstream of c's, a lane on the link its slot
-// gives (the client's id spreads clients over the slots). c.mu is held.
+// onLink makes u, a new upstream of c's, a lane on the least used link
+// of its backend. c.mu is held.
 func (c *clientConn) onLink(u *upstream) error {
 	for range 3 { // a link found open may close before the lane is on it
-		l := c.srv.linkFor(u.backend, c.id)
+		l := c.srv.linkFor(u.backend)
 		if l == nil {
 			return net.ErrClosed
 		}

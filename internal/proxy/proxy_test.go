@@ -258,10 +258,12 @@ func TestRegistrationReplayAndRefusal(t *testing.T) {
 func TestClientDisconnectLeaksNothing(t *testing.T) {
 	c := newCluster(t, clusterOptions{})
 	// Warm up: with shared upstreams, open every one of them (clients
-	// take the slots in turn, sessions reach every backend), since they
-	// outlive the clients.
+	// held at once take the least used link, or open one; sessions reach
+	// every backend), since they outlive the clients.
+	var warmed []*testClient
 	for i := 0; i < max(1, c.srv.cfg.ConnectionsPerBackend); i++ {
 		warm := c.client()
+		warmed = append(warmed, warm)
 		seen := map[string]bool{}
 		for j := 0; len(seen) < len(c.fakes); j++ {
 			sid := fmt.Sprintf("warm-%d-%d", i, j)
@@ -271,9 +273,11 @@ func TestClientDisconnectLeaksNothing(t *testing.T) {
 				turn(t, warm, sid, "hi")
 			}
 		}
-		warm.conn.Close()
-		eventually(t, 5*time.Second, "warm-up client gone", func() bool { return c.srv.Clients() == 0 })
 	}
+	for _, warm := range warmed {
+		warm.conn.Close()
+	}
+	eventually(t, 5*time.Second, "warm-up clients gone", func() bool { return c.srv.Clients() == 0 })
 	base := runtime.NumGoroutine()
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {

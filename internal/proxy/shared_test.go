@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rpcproxy/rpcproxy/internal/fakecli"
 	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/router"
 )
 
@@ -295,5 +297,111 @@ func TestSharedGitHubTokenRequestByRegistrationID(t *testing.T) {
 		t.Fatalf("the other client got %s %s", req.Method, req.Params)
 	case <-time.After(5 * time.Second):
 		t.Fatal("nobody got gitHubToken.getToken")
+	}
+}
+
+// A request past the request timeout on a shared upstream is answered
+// with -32030 alone: the shared connection stays, so another client's turn
+// in flight on it carries on to its real end, and the late answer, when it
+// comes, reaches nobody.
+func TestSharedRequestTimeoutAnswersOnlyThatRequest(t *testing.T) {
+	c := newCluster(t, clusterOptions{backends: 1, reqTimeout: 300 * time.Millisecond,
+		health: health.Config{Interval: time.Hour, Timeout: time.Second},
+		fake: fakecli.Config{Hold: func(method string, params json.RawMessage) time.Duration {
+			if method == "session.getMessages" && strings.Contains(string(params), "slow-1") {
+				return 1500 * time.Millisecond
+			}
+			return 0
+		}},
+		proxy: func(cfg *Config) { cfg.ConnectionsPerBackend = 1 }})
+	cl, other := c.client(), c.client()
+	createSession(t, cl, "slow-1")
+	createSession(t, other, "steady-1")
+	// other's turn waits for its answer across cl's timeout.
+	other.mustCall("session.send", map[string]any{"sessionId": "steady-1", "prompt": "ask:colour"}, nil)
+	var question message
+	select {
+	case question = <-other.requests:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no userInput.request")
+	}
+	m := cl.call("session.getMessages", map[string]any{"sessionId": "slow-1"})
+	if m.Error == nil || m.Error.Code != codeBackendUnavailable || !strings.Contains(m.Error.Message, "request timeout") {
+		t.Fatalf("timed-out request: %+v", m)
+	}
+	other.respond(question.ID, map[string]any{"answer": "green"})
+	if got := other.waitAssistant("steady-1"); !strings.Contains(got, "green") {
+		t.Fatalf("other client's turn across the timeout: %q", got)
+	}
+	if !c.checker.Usable(c.fakes[0].Addr()) {
+		t.Fatal("one request's timeout took the backend out of the pool")
+	}
+	if got := turn(t, cl, "slow-1", "still here"); !strings.Contains(got, "still here") {
+		t.Fatalf("timed-out client's next turn: %q", got)
+	}
+	// The held answer comes after 1.5 s and is dropped: a turn after it
+	// is answered normally, and the client saw no answer to an unknown id
+	// (its reader fails the test on one).
+	time.Sleep(1500 * time.Millisecond)
+	if got := turn(t, cl, "slow-1", "after the late answer"); !strings.Contains(got, "after the late answer") {
+		t.Fatalf("turn after the late answer: %q", got)
+	}
+	if links := c.srv.linksTo(c.fakes[0].Addr()); len(links) != 1 {
+		t.Fatalf("%d shared links, want the one that was there", len(links))
+	}
+	if !strings.Contains(c.logs.String(), "request timed out on a shared upstream") {
+		t.Fatal("no log line for the timeout")
+	}
+	if strings.Contains(c.logs.String(), "shared upstream lost") {
+		t.Fatal("the shared upstream was failed for one request's timeout")
+	}
+}
+
+// New clients go to the shared upstream with the fewest clients, and a
+// new one is opened only while fewer than N are open.
+func TestSharedClientsSpreadByLoad(t *testing.T) {
+	c := newCluster(t, clusterOptions{backends: 1, proxy: func(cfg *Config) { cfg.ConnectionsPerBackend = 2 }})
+	addr := c.fakes[0].Addr()
+	lanes := func() []int {
+		var n []int
+		for _, l := range c.srv.linksTo(addr) {
+			l.mu.Lock()
+			n = append(n, len(l.lanes))
+			l.mu.Unlock()
+		}
+		return n
+	}
+	var cls []*testClient
+	for i := 0; i < 4; i++ {
+		cl := c.client()
+		createSession(t, cl, fmt.Sprintf("spread-%d", i))
+		cls = append(cls, cl)
+	}
+	if got := lanes(); len(got) != 2 || got[0] != 2 || got[1] != 2 {
+		t.Fatalf("lanes per link = %v, want [2 2]", got)
+	}
+	// Two clients of one link leave: the next two go there.
+	var first []*testClient
+	l0 := c.srv.linksTo(addr)[0]
+	l0.mu.Lock()
+	for i, cl := range cls {
+		if len(l0.holders[fmt.Sprintf("spread-%d", i)]) > 0 {
+			first = append(first, cl)
+		}
+	}
+	l0.mu.Unlock()
+	for _, cl := range first {
+		cl.conn.Close()
+	}
+	eventually(t, 5*time.Second, "clients gone", func() bool { return c.srv.Clients() == 2 })
+	eventually(t, 5*time.Second, "lanes released", func() bool { got := lanes(); return len(got) == 2 && got[0] == 0 })
+	for i := 0; i < 2; i++ {
+		createSession(t, c.client(), fmt.Sprintf("again-%d", i))
+	}
+	if got := lanes(); len(got) != 2 || got[0] != 2 || got[1] != 2 {
+		t.Fatalf("lanes per link after two left and two came = %v, want [2 2]", got)
+	}
+	if st := c.fakes[0].Stats(); st.Conns > 3 {
+		t.Fatalf("backend holds %d connections, want at most 2 shared + 1 probe", st.Conns)
 	}
 }

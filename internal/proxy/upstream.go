@@ -674,6 +674,46 @@ func (u *upstream) overdue(now time.Time, timeout time.Duration) bool {
 	return false
 }
 
+// expire answers a lane's requests that waited longer than timeout with
+// -32030 (the backend did not answer in time; it may still act on them, so
+// not retryable), forgets them (a late answer is dropped) and asks the
+// health checker to probe the backend. The link and the client's other
+// requests on it carry on.
+func (u *upstream) expire(now time.Time, timeout time.Duration) {
+	limit := now.Add(-timeout).UnixNano()
+	var late []pendingReq
+	u.mu.Lock()
+	for id, p := range u.pending {
+		if p.sent != 0 && p.sent < limit {
+			late = append(late, p)
+			delete(u.pending, id)
+		}
+	}
+	u.mu.Unlock()
+	if len(late) == 0 {
+		return
+	}
+	c := u.c
+	err := fmt.Errorf("request unanswered after %s", timeout)
+	c.log().Warn("request timed out on a shared upstream", "backend", u.backend.Name, "requests", len(late), "timeout", timeout)
+	c.srv.suspect(u.backend, err)
+	e := proxyError(codeBackendUnavailable, "backend did not answer within the request timeout", errorData{Backend: u.backend.Name, Reason: err.Error()})
+	for _, p := range late {
+		switch {
+		case p.wait != nil:
+			p.wait <- internalResult{err: e}
+		case p.fan != nil:
+			p.fan.deliver(p.part, nil, e)
+		default:
+			if p.fresh.s != nil {
+				c.placeRefused(p.fresh)
+			}
+			c.replyError(p.client.Bytes(), e)
+			c.pending.Add(-1)
+		}
+	}
+}
+
 // pendingID finds the upstream id of the client's request in flight with
 // the given client id.
 func (u *upstream) pendingID(clientID []byte) (uint64, bool) {

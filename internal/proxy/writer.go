@@ -20,12 +20,11 @@ type outFrame struct {
 // that does not read blocks its writers (backpressure towards the
 // backends) until the write timeout closes it.
 //
-// With shared upstreams (c.outq set) every frame goes through the client's
-// outbound queue instead, so no writer ever waits on this client.
+// With shared upstreams (c.ob set) the writes never block: what the
+// client's socket does not take at once waits in its bounded outBuffer, so
+// no writer ever waits on this client (a shared upstream's reader serves
+// many).
 func (c *clientConn) send(f outFrame, flush bool) bool {
-	if c.outq != nil {
-		return c.outq.push(f)
-	}
 	c.wmu.Lock()
 	if c.wfailed {
 		c.wmu.Unlock()
