@@ -56,6 +56,26 @@ package e2e
 //	                         process-wide registration (own upstreams) or for the CLI's
 //	                         own UI; not sent to an SDK client on a shared upstream.
 //	host.event               notification (native host channel); no SDK handles it.
+//
+// Seen in TestS2CRoutingOnSharedUpstream (two clients, one session each, one
+// shared upstream): each client was sent session.event, session.lifecycle,
+// hooks.invoke (sessionStart, userPromptSubmitted, preToolUse, postToolUse),
+// systemMessage.transform, providerToken.getToken, userInput.request,
+// exitPlanMode.request and canvas.open, all for its own session only. With
+// the routing broken (every frame to every lane of the link) the test fails.
+// In plan mode the CLI prefixes the user message with "[[PLAN]] " (planStub
+// takes it out for the model stub); after an approved exit_plan_mode the CLI
+// goes on with a message of its own, so that turn ends with "reply #4: …".
+//
+// Frames the CLI itself refuses (probed on one CLI 1.0.102 directly, by hand,
+// with a ping whose params.message is padded; the CLI echoes it): a body that
+// is not JSON gets -32700 with id null, connection kept; 70, 200 and 255 MiB
+// bodies are answered (200 MiB in about 19 s); from 257 MiB (and at 600 MiB)
+// the CLI answers -32603 "JSON-RPC connection exceeded its retained request
+// byte budget" (256 MiB per connection) and keeps the connection and the
+// process. rpcproxy's limits.max_frame_bytes defaults to 64 MiB, so by
+// default no frame rpcproxy forwards reaches that budget; a max_frame_bytes
+// above 256 MiB would let the CLI refuse it with -32603, not close.
 
 import (
 	"bufio"
