@@ -146,6 +146,16 @@ upstream {
   # Between 0 and 64. Default 0 (shared connections are opt-in while the
   # gaps listed in the README's Limitations remain).
   connections_per_backend = 0
+
+  # Which session.lifecycle notifications (session created, updated,
+  # deleted, ...) a client gets. "sessions": those of the sessions it holds,
+  # once each. "pool": those of every session on every backend, once each,
+  # as a direct connection gets those of every session on its server (the
+  # proxy listens on one shared connection per backend and copies each to
+  # every client: every session change costs one write per client
+  # connection). "pool" needs connections_per_backend above 0.
+  # Default "sessions".
+  lifecycle = "sessions"
 }
 
 # Ring: the bounded-load consistent-hash ring that places sessions on backends.

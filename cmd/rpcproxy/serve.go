@@ -167,6 +167,7 @@ func runProxy(ctx context.Context, cfg *config.Config, log hclog.Logger, hangups
 		DialTimeout:           cfg.Upstream.DialTimeout,
 		RequestTimeout:        cfg.Upstream.RequestTimeout,
 		ConnectionsPerBackend: cfg.Upstream.ConnectionsPerBackend,
+		PoolLifecycle:         cfg.Upstream.Lifecycle == config.LifecyclePool,
 		ClientQueueBytes:      cfg.Limits.ClientQueueBytes,
 		MaxPending:            cfg.Limits.MaxPendingRequests,
 		MaxConnections:        cfg.Limits.MaxConnections,

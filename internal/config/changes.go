@@ -36,6 +36,7 @@ var settings = []setting{
 	{"upstream.dial_timeout", func(c *Config) any { return c.Upstream.DialTimeout }},
 	{"upstream.request_timeout", func(c *Config) any { return c.Upstream.RequestTimeout }},
 	{"upstream.connections_per_backend", func(c *Config) any { return c.Upstream.ConnectionsPerBackend }},
+	{"upstream.lifecycle", func(c *Config) any { return c.Upstream.Lifecycle }},
 	{"ring.partitions", func(c *Config) any { return c.Ring.Partitions }},
 	{"ring.replication", func(c *Config) any { return c.Ring.Replication }},
 	{"ring.load", func(c *Config) any { return c.Ring.Load }},

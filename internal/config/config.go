@@ -257,7 +257,24 @@ type Upstream struct {
 	// every client its own connection to each backend it uses. At most 64.
 	// Default 0 (opt-in while the gaps in the README's Limitations remain).
 	ConnectionsPerBackend int
+
+	// Lifecycle says which session.lifecycle notifications (session
+	// created, updated, deleted, …) a client gets. "sessions": those of the
+	// sessions it holds, once each, from the backend holding each. "pool":
+	// those of every session on every backend, once each (the proxy listens
+	// on one shared connection per backend and copies each to every
+	// client), as a direct connection gets those of every session on its
+	// server; every session change then costs one write per client
+	// connection. "pool" needs connections_per_backend above zero. Default
+	// "sessions".
+	Lifecycle string
 }
+
+// Values of Upstream.Lifecycle.
+const (
+	LifecycleSessions = "sessions"
+	LifecyclePool     = "pool"
+)
 
 // Ring configures the bounded-load consistent-hash ring
 // (github.com/buraksezer/consistent) that maps session ids to backends.
@@ -468,6 +485,7 @@ func Default() *Config {
 		Upstream: Upstream{
 			DialTimeout:           5 * time.Second,
 			ConnectionsPerBackend: 0,
+			Lifecycle:             LifecycleSessions,
 		},
 		Ring: Ring{
 			Partitions:  271,

@@ -160,6 +160,7 @@ type fileUpstream struct {
 	DialTimeout           hcl.Expression `hcl:"dial_timeout,optional"`
 	RequestTimeout        hcl.Expression `hcl:"request_timeout,optional"`
 	ConnectionsPerBackend *int           `hcl:"connections_per_backend,optional"`
+	Lifecycle             *string        `hcl:"lifecycle,optional"`
 }
 
 type fileRing struct {
@@ -238,6 +239,7 @@ func (f *fileConfig) overlay(cfg *Config) hcl.Diagnostics {
 		diags = append(diags, setDuration(&cfg.Upstream.DialTimeout, u.DialTimeout)...)
 		diags = append(diags, setDuration(&cfg.Upstream.RequestTimeout, u.RequestTimeout)...)
 		set(&cfg.Upstream.ConnectionsPerBackend, u.ConnectionsPerBackend)
+		set(&cfg.Upstream.Lifecycle, u.Lifecycle)
 	}
 	if r := f.Ring; r != nil {
 		set(&cfg.Ring.Partitions, r.Partitions)

@@ -117,6 +117,15 @@ func (c *Config) Validate() error {
 	if n := c.Upstream.ConnectionsPerBackend; n < 0 || n > MaxConnectionsPerBackend {
 		v.fail("upstream.connections_per_backend", "must be between 0 (one per client) and %d, got %d", MaxConnectionsPerBackend, n)
 	}
+	switch c.Upstream.Lifecycle {
+	case LifecycleSessions:
+	case LifecyclePool:
+		if c.Upstream.ConnectionsPerBackend == 0 {
+			v.fail("upstream.lifecycle", "%q needs upstream.connections_per_backend above 0", LifecyclePool)
+		}
+	default:
+		v.fail("upstream.lifecycle", "must be %q or %q, got %q", LifecycleSessions, LifecyclePool, c.Upstream.Lifecycle)
+	}
 
 	v.positive("ring.partitions", c.Ring.Partitions)
 	v.positive("ring.replication", c.Ring.Replication)

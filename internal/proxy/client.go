@@ -160,7 +160,9 @@ func (c *clientConn) wants(u *upstream, body []byte, m *frame.Meta) bool {
 	if !bytes.Equal(m.Method.Of(body), lifecycleMethod) {
 		return true
 	}
-	if m.SessionID.Len() == 0 {
+	if c.srv.cfg.PoolLifecycle || m.SessionID.Len() == 0 {
+		// With PoolLifecycle the backends' listeners give every client
+		// every lifecycle notification (lifecycle.go).
 		return false
 	}
 	c.mu.Lock()

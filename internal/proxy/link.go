@@ -43,6 +43,11 @@ type link struct {
 	conn  net.Conn
 	r     *frame.Reader // the run goroutine's
 	dirty []*clientConn // the run goroutine's: clients written to since its last flush
+	bcast []*clientConn // the run goroutine's: broadcast's reused list
+	// listener: the backend's first slot, kept open with PoolLifecycle;
+	// its session.lifecycle notifications go to every client. Set before
+	// run starts, never changed.
+	listener bool
 
 	wmu sync.Mutex // the lanes' write lock: each lane's upstream.wmu is this
 	w   *frame.Writer
@@ -122,8 +127,14 @@ func (s *Server) linkFor(b *router.Backend) *link {
 	if best >= 0 && (bestLanes == 0 || free < 0) {
 		return ls[best]
 	}
+	return s.startLinkLocked(b, ls, free)
+}
+
+// startLinkLocked opens a link to b in slot i of ls; linksMu is held.
+func (s *Server) startLinkLocked(b *router.Backend, ls []*link, i int) *link {
 	l := newLink(s, b)
-	ls[free] = l
+	l.listener = i == 0 && s.cfg.PoolLifecycle
+	ls[i] = l
 	s.wg.Add(1)
 	go l.run()
 	return l
@@ -325,6 +336,15 @@ func (l *link) route(buf *frame.Buffer, m *frame.Meta) {
 	case frame.KindNotification, frame.KindRequest:
 	default:
 		l.srv.log.Warn("backend message is neither request, response nor notification; dropped", "backend", l.backend.Name)
+		buf.Release()
+		return
+	}
+	if m.Kind == frame.KindNotification && l.srv.cfg.PoolLifecycle && bytes.Equal(m.Method.Of(buf.B), lifecycleMethod) {
+		// Every link of the backend carries the broadcast: its listener
+		// alone passes it on, to every client.
+		if l.listener {
+			l.srv.broadcast(buf.B, &l.bcast)
+		}
 		buf.Release()
 		return
 	}
@@ -639,6 +659,9 @@ func (l *link) fail(err error) {
 		conn.Close()
 	}
 	l.srv.dropLink(l)
+	if l.listener && !aborted {
+		l.srv.relisten()
+	}
 	var refused *rpcError
 	if !aborted && !errors.As(err, &refused) && !errors.Is(err, frame.ErrBudget) {
 		l.srv.log.Warn("shared upstream lost", "backend", l.backend.Name, "error", err, "clients", len(lanes))

@@ -83,6 +83,12 @@ type Config struct {
 	// keeps upstreams of its own. Zero gives each client its own upstream
 	// to each backend it uses.
 	ConnectionsPerBackend int
+	// PoolLifecycle (with ConnectionsPerBackend above zero) gives every
+	// client the session.lifecycle notifications of every session in the
+	// pool, once each: the first shared upstream of each backend is kept
+	// open as its listener (lifecycle.go). Otherwise a client gets those
+	// of the sessions it holds.
+	PoolLifecycle bool
 	// ClientQueueBytes bounds what waits to be written to one client when
 	// upstreams are shared; a client that lets more wait is closed.
 	// Default 8 MiB.
@@ -276,6 +282,7 @@ func (s *Server) startClient(conn net.Conn) {
 	if c.obs != nil {
 		c.obs.ClientAccepted()
 	}
+	s.ensureListeners()
 	go func() {
 		defer s.wg.Done()
 		c.serve()
@@ -441,6 +448,7 @@ func (s *Server) watchHealth() {
 	for {
 		changed := s.health.Changed()
 		s.abortUnusable()
+		s.ensureListeners()
 		select {
 		case <-s.done:
 			return

@@ -405,3 +405,84 @@ func TestSharedClientsSpreadByLoad(t *testing.T) {
 		t.Fatalf("backend holds %d connections, want at most 2 shared + 1 probe", st.Conns)
 	}
 }
+
+// lifecycleCounts reads a client's session.lifecycle notifications for a
+// while and counts them by type and session.
+func lifecycleCounts(cl *testClient, d time.Duration) map[string]int {
+	n := map[string]int{}
+	deadline := time.After(d)
+	for {
+		select {
+		case m := <-cl.notes:
+			if m.Method != "session.lifecycle" {
+				continue
+			}
+			var p struct {
+				Type      string `json:"type"`
+				SessionID string `json:"sessionId"`
+			}
+			json.Unmarshal(m.Params, &p)
+			n[p.Type+" "+p.SessionID]++
+		case <-deadline:
+			return n
+		}
+	}
+}
+
+// session.lifecycle with shared upstreams: every link of a backend carries
+// each notification, and a client sees it once. By default a client sees
+// those of its own sessions; with PoolLifecycle every client sees those of
+// every session in the pool, on backends it never used too.
+func TestSharedLifecycleOncePerSession(t *testing.T) {
+	for _, pool := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pool=%v", pool), func(t *testing.T) {
+			c := newCluster(t, clusterOptions{proxy: func(cfg *Config) {
+				cfg.ConnectionsPerBackend = 2
+				cfg.PoolLifecycle = pool
+			}})
+			watcher := c.client()
+			watcher.mustCall("ping", nil, nil)
+			owner := c.client()
+			// Another client on the same links, so every backend has
+			// two open: each carries every notification.
+			other := c.client()
+			var sids []string
+			for _, prefix := range []string{"other", "life"} {
+				seen := map[string]bool{}
+				for i := 0; len(seen) < len(c.fakes); i++ {
+					sid := fmt.Sprintf("%s-%d", prefix, i)
+					if b := c.table.Ring().Lookup([]byte(sid)); b != nil && !seen[b.Name] {
+						seen[b.Name] = true
+						if prefix == "other" {
+							createSession(t, other, sid)
+						} else {
+							createSession(t, owner, sid)
+							sids = append(sids, sid)
+						}
+					}
+				}
+			}
+			for _, f := range c.fakes {
+				if n := len(c.srv.linksTo(f.Addr())); n != 2 {
+					t.Fatalf("%s: %d shared links, want 2", f.Name(), n)
+				}
+			}
+			got := lifecycleCounts(owner, time.Second)
+			for _, sid := range sids {
+				if n := got["session.created "+sid]; n != 1 {
+					t.Errorf("owner saw session.created of its %s %d times, want 1 (all: %v)", sid, n, got)
+				}
+			}
+			w := lifecycleCounts(watcher, 200*time.Millisecond)
+			for _, sid := range sids {
+				want := 0
+				if pool {
+					want = 1
+				}
+				if n := w["session.created "+sid]; n != want {
+					t.Errorf("a client without sessions saw session.created of %s %d times, want %d", sid, n, want)
+				}
+			}
+		})
+	}
+}

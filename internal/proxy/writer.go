@@ -49,6 +49,30 @@ func (c *clientConn) send(f outFrame, flush bool) bool {
 	return true
 }
 
+// sendCopy writes and flushes body, which the caller keeps, to a client
+// whose writes never block (with shared upstreams). A write that fails
+// closes the client's socket: its reader then shuts it down.
+func (c *clientConn) sendCopy(body []byte) {
+	c.wmu.Lock()
+	if c.wfailed {
+		c.wmu.Unlock()
+		return
+	}
+	err := c.w.Write(body)
+	if err == nil {
+		err = c.flushLocked()
+	}
+	if err != nil {
+		c.wfailed = true
+	} else if c.obs != nil {
+		c.obs.ToClient(len(body))
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.conn.Close()
+	}
+}
+
 // flushLocked sends what is buffered; c.wmu is held. The write deadline
 // is c.w's business (see deadlineWriter).
 func (c *clientConn) flushLocked() error {
