@@ -264,8 +264,20 @@ func TestConnCallContextForgetsID(t *testing.T) {
 // to call twice.
 func TestConnCloseWhileQueueFull(t *testing.T) {
 	c, p := pair(t, Config{Queue: 1})
+	// All three frames in one write, so the reader has the second at hand
+	// (no read on the socket) when it finds the queue full.
 	for range 3 {
-		p.send(`{"jsonrpc":"2.0","method":"note"}`)
+		p.w.Write([]byte(`{"jsonrpc":"2.0","method":"note"}`))
+	}
+	if err := p.w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for len(c.incoming) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("queue never filled")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	closed := make(chan struct{})
 	go func() {
