@@ -1,19 +1,15 @@
 package failover
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rpcproxy/rpcproxy/internal/fakecli"
 	"github.com/rpcproxy/rpcproxy/internal/health"
-	"github.com/rpcproxy/rpcproxy/internal/proxy"
 	"github.com/rpcproxy/rpcproxy/internal/router"
+	"github.com/rpcproxy/rpcproxy/internal/testcluster"
 )
 
 // shareResult counts sessions that changed backend when a 4th joined 3.
@@ -66,78 +62,17 @@ func ringShare(keys int) (shareResult, error) {
 	return r, nil
 }
 
-// inProcessPool is the proxy, its health checker and fake CLI servers in
-// this process (as internal/proxy's tests run them), so a backend can be
-// added while sessions live; all fakes share one session store.
-type inProcessPool struct {
-	table   *router.Table
-	checker *health.Checker
-	srv     *proxy.Server
-	store   *fakecli.Store
-	fakes   []*fakecli.Server
-	addr    string
-	served  chan struct{}
-	once    sync.Once
-}
-
-func startInProcessPool(tb testing.TB, backends int) *inProcessPool {
-	tb.Helper()
-	p := &inProcessPool{table: router.NewTable(router.RingConfig{}), store: fakecli.NewStore(), served: make(chan struct{})}
-	p.checker = health.New(health.Config{
-		Interval: 50 * time.Millisecond,
-		Timeout:  50 * time.Millisecond,
-		OnInfo:   func(info json.RawMessage) { p.srv.SetInfo(info) },
-	}, p.table)
-	p.srv = proxy.New(proxy.Config{HandshakeTimeout: 2 * time.Second}, p.table, p.checker)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	go func() {
-		defer close(p.served)
-		_ = p.srv.Serve(ln)
-	}()
-	tb.Cleanup(p.Close)
-	for i := range backends {
-		p.add(tb, fmt.Sprintf("fake-%d", i))
-	}
-	return p
-}
-
-// add starts one more fake and adds it to the pool.
-func (p *inProcessPool) add(tb testing.TB, name string) {
-	tb.Helper()
-	f, err := fakecli.Listen("127.0.0.1:0", fakecli.Config{Name: name, Store: p.store})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.fakes = append(p.fakes, f)
-	if err := p.checker.Add(&router.Backend{Name: f.Addr(), Addr: f.Addr()}); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// Close stops the proxy, the checker and the fakes. Idempotent.
-func (p *inProcessPool) Close() {
-	p.once.Do(func() {
-		_ = p.srv.Close()
-		<-p.served
-		p.checker.Close()
-		for _, f := range p.fakes {
-			_ = f.Close()
-		}
-	})
-}
-
 // proxyShare creates n sessions with a turn each through the proxy over 3
 // fakes, adds a 4th, plays one more turn per session, and counts the
 // sessions whose answer came from another backend than before.
 func proxyShare(tb testing.TB, n int) shareResult {
 	tb.Helper()
-	p := startInProcessPool(tb, 3)
-	defer p.Close()
-	cl := dialClient(tb, p.addr)
+	// The proxy, its health checker and fake CLI servers in this process,
+	// so a backend can be added while sessions live; all fakes share one
+	// session store.
+	p := testcluster.Start(tb, testcluster.Options{Backends: 3, SharedStore: true,
+		Health: health.Config{Interval: 50 * time.Millisecond, Timeout: 50 * time.Millisecond}})
+	cl := dialClient(tb, p.Addr)
 	holder := make(map[string]string, n)
 	sids := make([]string, 0, n)
 	for range n {
@@ -152,8 +87,8 @@ func proxyShare(tb testing.TB, n int) shareResult {
 		holder[sid] = server
 		sids = append(sids, sid)
 	}
-	p.add(tb, "fake-3")
-	if got := p.table.Ring().Len(); got != 4 {
+	p.AddBackend("fake-3")
+	if got := p.Table.Ring().Len(); got != 4 {
 		tb.Fatalf("ring has %d backends after adding a 4th, want 4", got)
 	}
 	r := shareResult{sessions: n}

@@ -1,6 +1,7 @@
 package fakecli
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -180,16 +181,16 @@ func TestSendFromOtherConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	call(t, sender, "ping", nil) // the sender's queue now holds all it will get
+	drained, cancel := context.WithCancel(context.Background())
+	cancel() // Next returns what is queued, then the context's error
 	for {
-		select {
-		case m := <-sender.incoming:
-			if _, ok := m.Event(); ok {
-				t.Fatalf("sender got a session event: %s", m.Params)
-			}
-			continue
-		default:
+		m, err := sender.Next(drained)
+		if err != nil {
+			break
 		}
-		break
+		if _, ok := m.Event(); ok {
+			t.Fatalf("sender got a session event: %s", m.Params)
+		}
 	}
 }
 

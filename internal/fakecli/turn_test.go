@@ -233,7 +233,7 @@ func TestUserInputErrorAndClose(t *testing.T) {
 	}
 
 	asked.SetRequestHandler(func(string, json.RawMessage) (any, *RPCError) {
-		asked.nc.Close() // the client goes away instead of answering
+		asked.conn.NetConn().Close() // the client goes away instead of answering
 		return nil, nil
 	})
 	call(t, watcher, "session.send", map[string]any{"sessionId": "q", "prompt": "ask: still there?"})

@@ -1,7 +1,9 @@
-// Package jsonrpc is the one frame-level JSON-RPC call helper: a request
+// Package jsonrpc is the one frame-level JSON-RPC client: Call, a request
 // written and its answer read on a framed connection that nothing else
-// reads meanwhile (the proxy's upstream handshake, the health probe, test
-// clients that script a connection step by step).
+// reads meanwhile (the proxy's upstream handshake, the health probe), and
+// Conn, a connection with its own reader that many goroutines call over
+// and that hands the peer's notifications and requests over in order
+// (the fake CLI's client, test clients of the proxy and the CLI).
 package jsonrpc
 
 import (

@@ -1,99 +1,92 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rpcproxy/rpcproxy/internal/frame"
+	"github.com/rpcproxy/rpcproxy/internal/jsonrpc"
 )
 
-// testClient is an SDK-like JSON-RPC client over a real socket: it sends
-// requests with its own ids and sorts what comes back into responses (by
-// id), notifications and server→client requests.
+// testClient is an SDK-like JSON-RPC client over a real socket: a
+// jsonrpc.Conn whose calls are answered by id, and whose other messages
+// are sorted into notifications, session events (per session) and
+// server→client requests. A response to no id it waits for fails the test,
+// as does an undecodable frame.
 type testClient struct {
 	t    testing.TB
-	conn net.Conn
-	w    *frame.Writer
+	rpc  *jsonrpc.Conn
+	conn net.Conn // rpc's connection: for closing it, or writing bytes no client would
 
 	mu       sync.Mutex
-	nextID   int
-	waiting  map[string]chan message
 	notes    chan message            // notifications without a session
 	events   map[string]chan message // session.event per session
 	requests chan message
-	closed   chan struct{}
+	stop     chan struct{} // closed at cleanup: the sorter gives up a full channel
+	closed   chan struct{} // closed when the connection has ended and all it sent is sorted
 }
 
-type message struct {
-	ID     json.RawMessage `json:"id,omitempty"`
-	Method string          `json:"method,omitempty"`
-	Params json.RawMessage `json:"params,omitempty"`
-	Result json.RawMessage `json:"result,omitempty"`
-	Error  *rpcError       `json:"error,omitempty"`
-}
+type message = jsonrpc.Message
 
 func dialClient(t testing.TB, addr string) *testClient {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	rpc, err := jsonrpc.Dial(addr, jsonrpc.Config{})
 	if err != nil {
 		t.Fatalf("dial proxy: %v", err)
 	}
 	c := &testClient{
-		t: t, conn: conn, w: frame.NewWriter(conn),
-		waiting:  make(map[string]chan message),
+		t: t, rpc: rpc, conn: rpc.NetConn(),
 		events:   make(map[string]chan message),
 		notes:    make(chan message, 4096),
 		requests: make(chan message, 64),
+		stop:     make(chan struct{}),
 		closed:   make(chan struct{}),
 	}
-	go c.readLoop()
-	t.Cleanup(func() { c.conn.Close(); <-c.closed })
+	go c.sortIncoming()
+	t.Cleanup(func() { close(c.stop); c.rpc.Close(); <-c.closed })
 	return c
 }
 
-func (c *testClient) readLoop() {
+// sortIncoming hands what the proxy sends, other than answers, to the
+// channel a test reads it from, until the connection ends.
+func (c *testClient) sortIncoming() {
 	defer close(c.closed)
-	r := frame.NewReader(c.conn, nil, frame.Limits{})
 	for {
-		buf, err := r.Read()
+		m, err := c.rpc.Next(context.Background())
 		if err != nil {
+			if errors.Is(err, jsonrpc.ErrBadMessage) {
+				c.t.Errorf("client got undecodable frame: %v", err)
+			}
 			return
 		}
-		var m message
-		err = json.Unmarshal(buf.B, &m)
-		buf.Release()
-		if err != nil {
-			c.t.Errorf("client got undecodable frame: %v", err)
-			return
-		}
+		var to chan message
 		switch {
-		case m.Method != "" && m.ID != nil:
-			c.requests <- m
+		case m.IsRequest():
+			to = c.requests
 		case m.Method == "session.event":
 			var p struct {
 				SessionID string `json:"sessionId"`
 			}
 			json.Unmarshal(m.Params, &p)
-			c.sessionEvents(p.SessionID) <- m
+			to = c.sessionEvents(p.SessionID)
 		case m.Method != "":
 			select {
 			case c.notes <- m:
 			default:
 			}
+			continue
 		default:
-			c.mu.Lock()
-			ch := c.waiting[string(m.ID)]
-			delete(c.waiting, string(m.ID))
-			c.mu.Unlock()
-			if ch == nil {
-				c.t.Errorf("response to unknown id %s", m.ID)
-				continue
-			}
-			ch <- m
+			c.t.Errorf("response to unknown id %s", m.ID)
+			continue
+		}
+		select {
+		case to <- m:
+		case <-c.stop:
+			return
 		}
 	}
 }
@@ -101,18 +94,18 @@ func (c *testClient) readLoop() {
 // start sends a request and returns the channel its answer arrives on.
 func (c *testClient) start(method string, params any) chan message {
 	c.t.Helper()
-	c.mu.Lock()
-	c.nextID++
-	id := fmt.Sprint(c.nextID)
 	ch := make(chan message, 1)
-	c.waiting[id] = ch
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": c.nextID, "method": method, "params": params})
-	c.w.Write(body)
-	err := c.w.Flush()
-	c.mu.Unlock()
-	if err != nil {
+	if _, err := c.rpc.Go(method, params, ch); err != nil {
 		c.t.Fatalf("write %s: %v", method, err)
 	}
+	return ch
+}
+
+// expect returns the channel the answer with the given raw id arrives on,
+// for a request the test frames itself (raw).
+func (c *testClient) expect(id string) chan message {
+	ch := make(chan message, 1)
+	c.rpc.Expect(json.RawMessage(id), ch)
 	return ch
 }
 
@@ -150,10 +143,7 @@ func (c *testClient) mustCall(method string, params any, out any) {
 // raw frames and sends a body as it is.
 func (c *testClient) raw(body string) {
 	c.t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.w.Write([]byte(body))
-	if err := c.w.Flush(); err != nil {
+	if err := c.rpc.WriteRaw([]byte(body)); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
 }
@@ -161,8 +151,9 @@ func (c *testClient) raw(body string) {
 // respond answers a server→client request.
 func (c *testClient) respond(id json.RawMessage, result any) {
 	c.t.Helper()
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
-	c.raw(string(body))
+	if err := c.rpc.Reply(id, result); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
 }
 
 func (c *testClient) sessionEvents(sid string) chan message {

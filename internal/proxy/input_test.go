@@ -14,10 +14,7 @@ import (
 // rawCall sends body as it is and waits for the answer with the given raw id.
 func (c *testClient) rawCall(id, body string) message {
 	c.t.Helper()
-	ch := make(chan message, 1)
-	c.mu.Lock()
-	c.waiting[id] = ch
-	c.mu.Unlock()
+	ch := c.expect(id)
 	c.raw(body)
 	return wait(c.t, ch, body)
 }

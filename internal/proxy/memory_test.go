@@ -76,10 +76,7 @@ func TestBudgetExhaustedClosesOnlyThatClient(t *testing.T) {
 	greedy := dialClient(t, c.addr)
 	greedy.conn.Write([]byte(fmt.Sprintf("Content-Length: %d\r\n\r\n", 8<<20)))
 	go greedy.conn.Write(bytes.Repeat([]byte("x"), 4<<20))
-	ch := make(chan message, 1)
-	greedy.mu.Lock()
-	greedy.waiting["null"] = ch
-	greedy.mu.Unlock()
+	ch := greedy.expect("null")
 	if m := wait(t, ch, "the budget error"); m.Error == nil || m.Error.Code != codeOverloaded {
 		t.Fatalf("greedy client got %+v", m)
 	}
@@ -103,10 +100,7 @@ func TestFramesCappedBeforeConnect(t *testing.T) {
 	// A stranger's 100 KiB frame closes its connection unanswered (after it,
 	// the frame would be answered "authentication required").
 	stranger := dialClient(t, c.addr)
-	answer := make(chan message, 1)
-	stranger.mu.Lock()
-	stranger.waiting["1"] = answer
-	stranger.mu.Unlock()
+	answer := stranger.expect("1")
 	stranger.raw(big)
 	if !stranger.closedByPeer(5 * time.Second) {
 		t.Fatal("a 100 KiB frame before connect was accepted")

@@ -402,10 +402,7 @@ func TestBadInput(t *testing.T) {
 	}
 	// A request with an id but no method gets an error, and the client stays.
 	bad := dialClient(t, c.addr)
-	invalid := make(chan message, 1)
-	bad.mu.Lock()
-	bad.waiting[`"x1"`] = invalid
-	bad.mu.Unlock()
+	invalid := bad.expect(`"x1"`)
 	bad.raw(`{"jsonrpc":"2.0","id":"x1"}`)
 	if m := wait(t, invalid, "invalid request"); m.Error == nil || m.Error.Code != codeInvalidRequest {
 		t.Fatalf("invalid request: %+v", m)
