@@ -35,6 +35,9 @@ unit:
 	bash scripts/install-chromium.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
+	# The proxy's suite again with every client's upstreams its own
+	# (upstream.connections_per_backend = 0; the run above shares 4).
+	RPCPROXY_TEST_SHARED=0 $(GO) test -race -count=1 -timeout 10m ./internal/proxy/
 	# Allocation checks again without -race (the detector allocates itself).
 	$(GO) test -count=1 -run 'AllocatesNothing|Allocs' ./...
 

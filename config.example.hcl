@@ -143,9 +143,8 @@ upstream {
   # that registers a process-wide provider (sessionFs, llmInference,
   # extension launch, builtin plugins) keeps connections of its own.
   # 0 gives each client its own connection to every backend it uses.
-  # Between 0 and 64. Default 0 (shared connections are opt-in while the
-  # gaps listed in the README's Limitations remain).
-  connections_per_backend = 0
+  # Between 0 and 64. Default 4.
+  connections_per_backend = 4
 
   # Which session.lifecycle notifications (session created, updated,
   # deleted, ...) a client gets. "sessions": those of the sessions it holds,

@@ -255,7 +255,7 @@ type Upstream struct {
 	// registers a process-wide provider (sessionFs, llmInference, extension
 	// launch, builtin plugins) keeps connections of its own. Zero gives
 	// every client its own connection to each backend it uses. At most 64.
-	// Default 0 (opt-in while the gaps in the README's Limitations remain).
+	// Default 4.
 	ConnectionsPerBackend int
 
 	// Lifecycle says which session.lifecycle notifications (session
@@ -484,7 +484,7 @@ func Default() *Config {
 		},
 		Upstream: Upstream{
 			DialTimeout:           5 * time.Second,
-			ConnectionsPerBackend: 0,
+			ConnectionsPerBackend: 4,
 			Lifecycle:             LifecycleSessions,
 		},
 		Ring: Ring{

@@ -49,9 +49,16 @@ type clusterOptions struct {
 }
 
 // testConnectionsPerBackend is every test cluster's default
-// ConnectionsPerBackend: RPCPROXY_TEST_SHARED=n runs the suite over n
-// shared upstreams per backend.
-var testConnectionsPerBackend, _ = strconv.Atoi(os.Getenv("RPCPROXY_TEST_SHARED"))
+// ConnectionsPerBackend: 4, what rpcproxy serve uses by default;
+// RPCPROXY_TEST_SHARED=n runs the suite over n shared upstreams per
+// backend, 0 with every client's upstreams its own (make unit runs both).
+var testConnectionsPerBackend = func() int {
+	n, err := strconv.Atoi(os.Getenv("RPCPROXY_TEST_SHARED"))
+	if err != nil {
+		return 4
+	}
+	return n
+}()
 
 func newCluster(t testing.TB, o clusterOptions) *cluster {
 	t.Helper()

@@ -51,6 +51,7 @@ func run(args []string) error {
 	logLevel := fs.String("log-level", "warn", "log level")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here on exit")
 	memProfile := fs.String("memprofile", "", "write a heap profile here on exit")
+	configFile := fs.String("config", "", "HCL config file: its upstream and limits settings apply (backends still come from --backend)")
 	var backends list
 	fs.Var(&backends, "backend", "backend host:port (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +61,13 @@ func run(args []string) error {
 		return errors.New("no --backend")
 	}
 	cfg := config.Default()
+	if *configFile != "" {
+		c, err := config.Load(*configFile)
+		if err != nil {
+			return err
+		}
+		cfg = c
+	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "proxyprof", Level: hclog.LevelFromString(*logLevel), Output: os.Stderr})
 	table := router.NewTable(router.RingConfig{Partitions: cfg.Ring.Partitions, Replication: cfg.Ring.Replication, Load: cfg.Ring.Load})
 	var bs []*router.Backend
@@ -79,7 +87,11 @@ func run(args []string) error {
 		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
 		DialTimeout:      cfg.Upstream.DialTimeout,
 		MaxPending:       cfg.Limits.MaxPendingRequests,
-		Logger:           log.Named("proxy"),
+		// Shared upstreams when the config file asks for them.
+		ConnectionsPerBackend: cfg.Upstream.ConnectionsPerBackend,
+		ClientQueueBytes:      cfg.Limits.ClientQueueBytes,
+		PoolLifecycle:         cfg.Upstream.Lifecycle == config.LifecyclePool,
+		Logger:                log.Named("proxy"),
 	}, table, nil)
 
 	ln, err := net.Listen("tcp", *listen)
