@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -484,5 +485,81 @@ func TestSharedLifecycleOncePerSession(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A client that stops reading while far less than its queue limit waits
+// for it costs the other clients on its shared upstream nothing: another
+// client's turns there keep a p99 within twice their baseline (the issue's
+// bound) while the stalled client's answers wait in its buffer.
+func TestSharedStalledClientCostsOthersNothing(t *testing.T) {
+	c := sharedCluster(t, func(cfg *Config) { cfg.ClientQueueBytes = 256 << 20 })
+	fast := c.client()
+	createSession(t, fast, "fast")
+	turn(t, fast, "fast", "warm")
+	p99 := func(phase string) time.Duration {
+		var ds []time.Duration
+		for i := 0; i < 60; i++ {
+			start := time.Now()
+			prompt := fmt.Sprintf("%s %d", phase, i)
+			if got := turn(t, fast, "fast", prompt); !strings.Contains(got, prompt) {
+				t.Fatalf("%s: reply %q", prompt, got)
+			}
+			ds = append(ds, time.Since(start))
+		}
+		slices.Sort(ds)
+		return ds[len(ds)*99/100]
+	}
+	base := p99("baseline")
+
+	before := c.fakes[0].Stats().Requests
+	slow, err := net.Dial("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	w := frame.NewWriter(slow)
+	w.Write([]byte(`{"jsonrpc":"2.0","id":1,"method":"connect","params":{}}`))
+	w.Write([]byte(`{"jsonrpc":"2.0","id":2,"method":"session.create","params":{"sessionId":"stalled"}}`))
+	big := strings.Repeat("x", 512<<10)
+	for i := 0; i < 32; i++ { // 16 MiB of answers: more than the socket buffers hold
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": i + 3, "method": "ping", "params": map[string]any{"message": big}})
+		w.Write(body)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The backend's part (answering 16 MiB of pings) is done before the
+	// measure: what is measured is what the stalled client costs through
+	// the proxy, not the backend's work for it.
+	eventually(t, 20*time.Second, "the pings answered", func() bool { return c.fakes[0].Stats().Requests >= before+33 })
+	waiting := func() int {
+		c.srv.mu.Lock()
+		defer c.srv.mu.Unlock()
+		n := 0
+		for cc := range c.srv.clients {
+			if cc.ob != nil {
+				cc.wmu.Lock()
+				n = max(n, len(cc.ob.pending))
+				cc.wmu.Unlock()
+			}
+		}
+		return n
+	}
+	last := -1
+	eventually(t, 20*time.Second, "the stalled client's answers waiting in its buffer, and no more coming", func() bool {
+		n := waiting()
+		settled := n >= 4<<20 && n == last
+		last = n
+		time.Sleep(200 * time.Millisecond)
+		return settled
+	})
+	during := p99("stalled")
+	t.Logf("fast client's turn p99: %v baseline, %v while the other client stalls", base, during)
+	if during > 2*base {
+		t.Fatalf("turn p99 %v while another client on the upstream stalls, over twice the baseline %v", during, base)
+	}
+	if c.srv.LimitHits(LimitClientQueue) != 0 {
+		t.Fatal("the stalled client was cut below its limit")
 	}
 }
