@@ -19,8 +19,8 @@ const (
 	MaxLoneAddedP50us  = 30.0  // rpcproxy turn p50 minus direct, lone session, when HAProxy is not run
 	MaxAddedP99us      = 100.0 // rpcproxy p99 minus direct, 1,000 sessions, when HAProxy is not run
 	// AssumedConnsPerBackend is the upstream.connections_per_backend the
-	// backend-connections line assumes when benchrun was not told the
-	// proxy's setting (--connections-per-backend).
+	// backend-connections line's target uses when rpcproxy ran with
+	// per-client upstreams (0), or in results that did not record it.
 	AssumedConnsPerBackend = 4
 	MaxIdleBytes           = 20 << 10   // proxy RSS per idle client connection
 	HeldSessions           = 100_000    // sessions the proxy must hold at once
@@ -170,7 +170,7 @@ func (r *Report) evaluateBackends(add func(what, target, measured string, ok, kn
 	n := r.Settings.ConnsPerBackend
 	assumed := ""
 	if n <= 0 {
-		n, assumed = AssumedConnsPerBackend, fmt.Sprintf(" (%d assumed)", AssumedConnsPerBackend)
+		n, assumed = AssumedConnsPerBackend, fmt.Sprintf(" (rpcproxy ran with per-client upstreams; target with %d)", AssumedConnsPerBackend)
 	}
 	// Plus the health checker's probe: one connection per backend.
 	limit := n*r.Settings.Backends + r.Settings.Backends

@@ -51,7 +51,8 @@ type Settings struct {
 	// NoLifecycle: the backends sent no session.lifecycle (a diagnosis run).
 	NoLifecycle bool `json:"no_lifecycle,omitempty"`
 	// ConnsPerBackend is the upstream.connections_per_backend rpcproxy was
-	// run with (benchrun --connections-per-backend); 0 when not given.
+	// run with (benchrun --connections-per-backend, else the proxy's
+	// default); 0: every client's upstreams its own.
 	ConnsPerBackend int `json:"connections_per_backend,omitempty"`
 	// Scale multiplied every window (benchrun --scale; 0 in results written
 	// before it was recorded, meaning 1).

@@ -330,7 +330,7 @@ func (l *link) route(buf *frame.Buffer, m *frame.Meta) {
 			buf.Release()
 			return
 		}
-		u.handle(buf, m, false)
+		u.handleScanned(buf, m, false)
 		l.wrote(u.c)
 		return
 	case frame.KindNotification, frame.KindRequest:
@@ -377,16 +377,16 @@ func (l *link) route(buf *frame.Buffer, m *frame.Meta) {
 		// A request is answered once: by the client that attached the
 		// session last.
 		u := to[len(to)-1]
-		u.handle(buf, m, false)
+		u.handleScanned(buf, m, false)
 		l.wrote(u.c)
 		return
 	}
 	for _, u := range to[:len(to)-1] {
-		u.handle(frame.Copy(buf.B), m, false)
+		u.handleScanned(frame.Copy(buf.B), m, false)
 		l.wrote(u.c)
 	}
 	u := to[len(to)-1]
-	u.handle(buf, m, false)
+	u.handleScanned(buf, m, false)
 	l.wrote(u.c)
 }
 

@@ -266,14 +266,20 @@ func (u *upstream) readLoop() {
 // handle passes one backend frame on and reports whether it was written to
 // the client with flush (so the caller need not flush).
 func (u *upstream) handle(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
-	c := u.c
 	// The backend is trusted past the head of its events and answers: they
 	// are most of the bytes, and nothing after their head routes them.
 	if err := frame.ScanHead(buf.B, m); err != nil {
-		c.log().Warn("backend frame is not a JSON object; dropped", "backend", u.backend.Name, "bytes", len(buf.B))
+		u.c.log().Warn("backend frame is not a JSON object; dropped", "backend", u.backend.Name, "bytes", len(buf.B))
 		buf.Release()
 		return false
 	}
+	return u.handleScanned(buf, m, flush)
+}
+
+// handleScanned is handle for a frame whose head m holds (a shared link's
+// reader scanned it to route it).
+func (u *upstream) handleScanned(buf *frame.Buffer, m *frame.Meta, flush bool) bool {
+	c := u.c
 	switch m.Kind {
 	case frame.KindNotification:
 		if !c.wants(u, buf.B, m) {

@@ -171,7 +171,8 @@ func settledMemory(ctx context.Context, pid int) (procstat.Memory, error) {
 // files limit), each with one session on every backend: the SDK's shape
 // with one session per model or per workspace. Each such client costs the
 // proxy 1+B descriptors when it holds one upstream per client per backend,
-// 1 when upstreams are shared (--connections-per-backend given).
+// 1 when upstreams are shared (the proxy's default, or
+// --connections-per-backend N above 0).
 func (b *bench) runSpread(ctx context.Context, want int, nofile uint64) (*report.Spread, error) {
 	fds := 1 + b.backends
 	reserve := 512

@@ -28,6 +28,7 @@ import (
 
 	"github.com/rpcproxy/rpcproxy/bench/loadgen"
 	"github.com/rpcproxy/rpcproxy/bench/report"
+	"github.com/rpcproxy/rpcproxy/internal/config"
 )
 
 func main() {
@@ -59,7 +60,7 @@ type bench struct {
 	// (--rpcproxy-config, --rpcproxy-arg, --connections-per-backend).
 	proxyArgs []string
 	// connsPerBackend is the upstream.connections_per_backend rpcproxy is
-	// run with; 0 when not given (the proxy's default).
+	// run with: the one given, else the proxy's default.
 	connsPerBackend int
 	log             io.Writer
 }
@@ -107,8 +108,8 @@ func run(ctx context.Context, args []string) error {
 	proxyConfig := fs.String("rpcproxy-config", "", "HCL `file` passed to every `rpcproxy serve` as --config (backends still come from --backend flags)")
 	var proxyExtra stringList
 	fs.Var(&proxyExtra, "rpcproxy-arg", "extra `argument` for every `rpcproxy serve` (repeatable), e.g. --rpcproxy-arg=--max-connections=0")
-	connsPerBackend := fs.Int("connections-per-backend", 0, "run rpcproxy with upstream.connections_per_backend = `N` "+
-		"(a generated config file; 0: not given, the proxy's default; the setting exists once the proxy shares upstreams)")
+	connsPerBackend := fs.Int("connections-per-backend", -1, "run rpcproxy with upstream.connections_per_backend = `N` "+
+		"(a generated config file; 0: every client's upstreams its own; -1: not given, the proxy's default)")
 	spreadConns := fs.Int("spread-conns", report.HeldConns, "connections of the spread scenario, each with a session on every backend "+
 		"(lowered to fit the open files limit)")
 	if err := fs.Parse(args); err != nil {
@@ -127,13 +128,16 @@ func run(ctx context.Context, args []string) error {
 		b.rpcproxy = *proxyBin
 	}
 	b.profileDir = *profileDir
-	if *connsPerBackend < 0 {
-		return fmt.Errorf("--connections-per-backend %d: must be >= 0", *connsPerBackend)
+	if *connsPerBackend < -1 {
+		return fmt.Errorf("--connections-per-backend %d: must be >= 0 (or -1: the proxy's default)", *connsPerBackend)
 	}
-	if *connsPerBackend > 0 && *proxyConfig != "" {
+	if *connsPerBackend >= 0 && *proxyConfig != "" {
 		return errors.New("--connections-per-backend and --rpcproxy-config together: put upstream.connections_per_backend in the config file")
 	}
 	b.connsPerBackend = *connsPerBackend
+	if b.connsPerBackend < 0 {
+		b.connsPerBackend = config.Default().Upstream.ConnectionsPerBackend
+	}
 	if *proxyConfig != "" {
 		if _, err := os.Stat(*proxyConfig); err != nil {
 			return fmt.Errorf("--rpcproxy-config: %w", err)
@@ -175,7 +179,7 @@ func run(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(b.scratch, 0o755); err != nil {
 		return err
 	}
-	if b.connsPerBackend > 0 {
+	if *connsPerBackend >= 0 {
 		cfgPath := filepath.Join(b.scratch, "rpcproxy-upstream.hcl")
 		hcl := fmt.Sprintf("# written by benchrun --connections-per-backend\nupstream {\n  connections_per_backend = %d\n}\n", b.connsPerBackend)
 		if err := os.WriteFile(cfgPath, []byte(hcl), 0o644); err != nil {
