@@ -113,10 +113,13 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 
 	if id := r.Idle; id != nil {
 		p("## Idle client connections\n\n")
-		p("%d SDK connections, each after `connect` and one `session.create` (so the proxy also holds one upstream "+
-			"connection per client), against %s. Proxy RSS %s before, %s after (peak %s), %d still open: "+
-			"**%.1f KiB per idle connection** (setup %.1f s).",
-			id.Conns, id.Backend, MiB(id.RSSBefore), MiB(id.RSSAfter), MiB(id.PeakAfter), id.Alive, id.PerConnBytes/1024, id.SetupSec)
+		upstreams := "so the proxy also holds one upstream connection per client"
+		if r.Settings.ConnsPerBackend > 0 {
+			upstreams = "the proxy multiplexes them over its shared upstreams"
+		}
+		p("%d SDK connections, each after `connect` and one `session.create` (%s), against %s. Proxy RSS %s before, "+
+			"%s after (peak %s), %d still open: **%.1f KiB per idle connection** (setup %.1f s).",
+			id.Conns, upstreams, id.Backend, MiB(id.RSSBefore), MiB(id.RSSAfter), MiB(id.PeakAfter), id.Alive, id.PerConnBytes/1024, id.SetupSec)
 		if id.Note != "" {
 			p(" %s", id.Note)
 		}
@@ -130,8 +133,11 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 
 	if h := r.Held; h != nil {
 		p("## Sessions held\n\n")
-		p("%d SDK connections with %d sessions each (%d sessions; the proxy holds one upstream connection per client per "+
-			"backend its sessions landed on), against %s. Proxy RSS %s before, %s after (peak %s), %d connections still open: "+
+		held := "the proxy holds one upstream connection per client per backend its sessions landed on"
+		if r.Settings.ConnsPerBackend > 0 {
+			held = "over the proxy's shared upstreams"
+		}
+		p("%d SDK connections with %d sessions each (%d sessions; "+held+"), against %s. Proxy RSS %s before, %s after (peak %s), %d connections still open: "+
 			"**%.2f KiB per session**, connections included (setup %.1f s).\n\n",
 			h.Conns, h.Sessions/max(1, h.Conns), h.Sessions, h.Backend, MiB(h.RSSBefore), MiB(h.RSSAfter), MiB(h.PeakAfter),
 			h.Alive, h.PerSessionBytes/1024, h.SetupSec)

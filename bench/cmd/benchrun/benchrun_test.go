@@ -28,10 +28,11 @@ func TestIdleCount(t *testing.T) {
 	for _, c := range []struct {
 		want   int
 		nofile uint64
+		fds    int
 		got    int
-	}{{10000, 0, 10000}, {10000, 20000, 9744}, {10000, 1 << 20, 10000}, {100, 300, 0}} {
-		if got := idleCount(c.want, c.nofile); got != c.got {
-			t.Errorf("idleCount(%d, %d) = %d, want %d", c.want, c.nofile, got, c.got)
+	}{{10000, 0, 2, 10000}, {10000, 20000, 2, 9744}, {10000, 20000, 1, 10000}, {20000, 20000, 1, 19488}, {10000, 1 << 20, 2, 10000}, {100, 300, 2, 0}} {
+		if got := idleCount(c.want, c.nofile, c.fds); got != c.got {
+			t.Errorf("idleCount(%d, %d, %d) = %d, want %d", c.want, c.nofile, c.fds, got, c.got)
 		}
 	}
 }

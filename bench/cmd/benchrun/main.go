@@ -222,10 +222,14 @@ func run(ctx context.Context, args []string) error {
 			continue
 		}
 		if name == scenarioIdle {
-			n := idleCount(*idleConns, rep.Machine.NoFile)
+			fds := 2
+			if b.connsPerBackend > 0 {
+				fds = 1
+			}
+			n := idleCount(*idleConns, rep.Machine.NoFile, fds)
 			if n < *idleConns {
 				rep.Notes = append(rep.Notes, fmt.Sprintf("idle connections lowered from %d to %d: the open files limit is %d "+
-					"and the proxy holds two descriptors per idle client (client + upstream)", *idleConns, n, rep.Machine.NoFile))
+					"and the proxy holds %d descriptors per idle client", *idleConns, n, rep.Machine.NoFile, fds))
 			}
 			b.logf("idle: %d connections", n)
 			idle, err := b.runIdle(ctx, n)
@@ -304,12 +308,13 @@ func connectOnlyFits(n int, nofile uint64) bool {
 }
 
 // idleCount fits the idle connections to the open files limit: the proxy
-// needs two descriptors per client, plus a margin.
-func idleCount(want int, nofile uint64) int {
+// needs fds descriptors per client (2 with an upstream of its own per
+// client, 1 with shared upstreams), plus a margin.
+func idleCount(want int, nofile uint64, fds int) int {
 	if nofile == 0 {
 		return want
 	}
-	return max(0, min(want, (int(min(nofile, 1<<30))-512)/2))
+	return max(0, min(want, (int(min(nofile, 1<<30))-512)/fds))
 }
 
 // writeReport replaces latest.md, latest.json and latest.svg in dir with
