@@ -23,11 +23,48 @@ type Writer struct {
 	bw  *bufio.Writer // nil while nothing is buffered
 	err error         // the first write error; every later call returns it
 	hdr [40]byte
+	vec *vecShim // dst's, when it is a VecWriter: bw writes through it
+}
+
+// VecWriter is a destination that takes two slices in one call (a
+// vectored write): a Writer over one hands it a large body together with
+// what is buffered before it, instead of copying the body into its buffer.
+type VecWriter interface {
+	io.Writer
+	WriteVec(a, b []byte) error
+}
+
+// vecMin is the body size from which a Writer over a VecWriter writes the
+// body from the caller's slice rather than copying it into its buffer.
+const vecMin = 16 << 10
+
+// vecShim is what a Writer's buffer flushes into when dst is a VecWriter:
+// with tail set, a flush goes out with tail after it in one WriteVec.
+type vecShim struct {
+	vw   VecWriter
+	tail []byte
+}
+
+func (s *vecShim) Write(p []byte) (int, error) {
+	if s.tail == nil {
+		return s.vw.Write(p)
+	}
+	tail := s.tail
+	s.tail = nil
+	if err := s.vw.WriteVec(p, tail); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // NewWriter returns a Writer over w.
 func NewWriter(w io.Writer) *Writer {
-	return &Writer{dst: w}
+	fw := &Writer{dst: w}
+	if vw, ok := w.(VecWriter); ok {
+		fw.vec = &vecShim{vw: vw}
+		fw.dst = fw.vec
+	}
+	return fw
 }
 
 func (w *Writer) buffer() *bufio.Writer {
@@ -98,10 +135,32 @@ func (w *Writer) write(p []byte) error {
 	if w.err != nil {
 		return w.err
 	}
+	if w.vec != nil && len(p) >= vecMin {
+		return w.writeVec(p)
+	}
 	if _, err := w.buffer().Write(p); err != nil {
 		w.err = err
 	}
 	return w.err
+}
+
+// writeVec sends what is buffered and p together (one vectored write),
+// without copying p, and gives the buffer back.
+func (w *Writer) writeVec(p []byte) error {
+	if w.bw == nil || w.bw.Buffered() == 0 {
+		return w.setErr(w.vec.vw.WriteVec(nil, p))
+	}
+	w.vec.tail = p
+	err := w.bw.Flush()
+	w.vec.tail = nil
+	if err != nil {
+		w.err = err
+		return err
+	}
+	w.bw.Reset(nil)
+	writeBuffers.Put(w.bw)
+	w.bw = nil
+	return nil
 }
 
 // Flush sends everything written so far, and gives the buffer back.

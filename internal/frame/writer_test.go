@@ -225,3 +225,53 @@ func TestWriterReaderRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// vecRecorder is a VecWriter that records what came as a vectored write.
+type vecRecorder struct {
+	out   bytes.Buffer
+	calls int
+	tails [][]byte
+}
+
+func (v *vecRecorder) Write(p []byte) (int, error) { return v.out.Write(p) }
+func (v *vecRecorder) WriteVec(a, b []byte) error {
+	v.calls++
+	v.tails = append(v.tails, b)
+	v.out.Write(a)
+	v.out.Write(b)
+	return nil
+}
+
+// Over a VecWriter a large body goes out from the caller's slice, after
+// what was buffered before it, in one call; small ones are batched as ever.
+func TestWriterVectoredLargeBodies(t *testing.T) {
+	var v vecRecorder
+	w := NewWriter(&v)
+	small := []byte(`{"id":1}`)
+	big := bytes.Repeat([]byte("y"), vecMin)
+	for _, body := range [][]byte{small, big, small, small, big} {
+		if err := w.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	ref := NewWriter(&want)
+	for _, body := range [][]byte{small, big, small, small, big} {
+		ref.Write(body)
+	}
+	ref.Flush()
+	if !bytes.Equal(v.out.Bytes(), want.Bytes()) {
+		t.Fatal("vectored output differs from the plain one")
+	}
+	if v.calls != 2 {
+		t.Fatalf("%d vectored writes, want 2 (one per large body)", v.calls)
+	}
+	for _, tail := range v.tails {
+		if &tail[0] != &big[0] {
+			t.Fatal("a large body was copied instead of written from the caller's slice")
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // outBuffer is the socket end of a client's writer when upstreams are
@@ -36,10 +37,13 @@ type outBuffer struct {
 
 	// The non-blocking write's arguments and results, so that its
 	// callback is made once (rawWrite), not per write.
-	rawFn  func(fd uintptr) bool
-	rawBuf []byte
-	rawN   int
-	rawErr error
+	rawFn    func(fd uintptr) bool
+	rawVecFn func(fd uintptr) bool
+	iov      [2]syscall.Iovec
+	iovN     int
+	rawBuf   []byte
+	rawN     int
+	rawErr   error
 }
 
 var errClientQueueFull = errors.New("client does not read: its outbound queue is full")
@@ -53,6 +57,7 @@ func newOutBuffer(c *clientConn, conn net.Conn, max int, timeout time.Duration) 
 		if raw, err := sc.SyscallConn(); err == nil {
 			o.raw = raw
 			o.rawFn = o.rawWrite
+			o.rawVecFn = o.rawWritev
 		}
 	}
 	return o
@@ -73,6 +78,44 @@ func (o *outBuffer) Write(p []byte) (int, error) {
 			return n, nil
 		}
 	}
+	if err := o.queue(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// WriteVec writes a then b, like two Writes in one system call (frame.Writer
+// uses it for large bodies, which then are not copied); c.wmu is held.
+func (o *outBuffer) WriteVec(a, b []byte) error {
+	if o.full {
+		return errClientQueueFull
+	}
+	if !o.draining && o.raw != nil {
+		w, err := o.tryWritev(a, b)
+		if err != nil {
+			return err
+		}
+		if w >= len(a) {
+			a, b = nil, b[w-len(a):]
+		} else {
+			a = a[w:]
+		}
+		if len(a)+len(b) == 0 {
+			return nil
+		}
+	}
+	if err := o.queue(a); err != nil {
+		return err
+	}
+	return o.queue(b)
+}
+
+// queue appends p to what waits for the drainer, starting it, or closes
+// the client when that would pass max; c.wmu is held.
+func (o *outBuffer) queue(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
 	if len(o.pending) > 0 && len(o.pending)+len(p) > o.max {
 		o.full = true
 		dropped := len(o.pending)
@@ -82,7 +125,7 @@ func (o *outBuffer) Write(p []byte) (int, error) {
 		// reader): the shutdown detaches the client's sessions. The
 		// client's serve goroutine waits for it (shutdownOnce).
 		go o.c.shutdown()
-		return 0, errClientQueueFull
+		return errClientQueueFull
 	}
 	o.pending = append(o.pending, p...)
 	if !o.draining {
@@ -91,7 +134,7 @@ func (o *outBuffer) Write(p []byte) (int, error) {
 		o.wg.Add(1)
 		go o.drain()
 	}
-	return n, nil
+	return nil
 }
 
 // tryWrite writes what the socket takes at once.
@@ -104,6 +147,54 @@ func (o *outBuffer) tryWrite(p []byte) (int, error) {
 		err = werr
 	}
 	return n, err
+}
+
+// tryWritev writes what the socket takes of a then b at once: one writev,
+// then plain writes of what is left while the socket takes it.
+func (o *outBuffer) tryWritev(a, b []byte) (int, error) {
+	o.iov[0].Base, o.iov[1].Base = nil, nil
+	n := 0
+	if len(a) > 0 {
+		o.iov[n] = syscall.Iovec{Base: &a[0]}
+		o.iov[n].SetLen(len(a))
+		n++
+	}
+	if len(b) > 0 {
+		o.iov[n] = syscall.Iovec{Base: &b[0]}
+		o.iov[n].SetLen(len(b))
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	o.iovN, o.rawN, o.rawErr = n, 0, nil
+	err := o.raw.Write(o.rawVecFn)
+	w, werr := o.rawN, o.rawErr
+	o.iov[0].Base, o.iov[1].Base = nil, nil // keep no pointer into the caller's slices
+	if err == nil {
+		err = werr
+	}
+	if err != nil || w < len(a)+len(b) {
+		return w, err
+	}
+	return w, nil
+}
+
+// rawWritev is tryWritev's callback: one writev of the prepared vectors.
+func (o *outBuffer) rawWritev(fd uintptr) bool {
+	for {
+		r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&o.iov[0])), uintptr(o.iovN))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+		case e != 0:
+			o.rawErr = e
+		default:
+			o.rawN = int(r)
+		}
+		return true
+	}
 }
 
 // rawWrite is tryWrite's callback: write until the socket would block.

@@ -563,3 +563,62 @@ func TestSharedStalledClientCostsOthersNothing(t *testing.T) {
 		t.Fatal("the stalled client was cut below its limit")
 	}
 }
+
+// Large answers to a client that reads slowly go out partly at once and
+// partly through its buffer (a vectored write the socket takes only in
+// part): every byte arrives, in order.
+func TestSharedLargeFramesToSlowReaderArriveWhole(t *testing.T) {
+	c := sharedCluster(t, nil)
+	conn, err := net.Dial("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+	// A small send buffer on the proxy's side too, so its writes to this
+	// client are taken only in part.
+	eventually(t, 5*time.Second, "client accepted", func() bool { return c.srv.Clients() == 1 })
+	c.srv.mu.Lock()
+	for cc := range c.srv.clients {
+		cc.conn.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	}
+	c.srv.mu.Unlock()
+	w := frame.NewWriter(conn)
+	w.Write([]byte(`{"jsonrpc":"2.0","id":1,"method":"connect","params":{}}`))
+	const n = 24
+	msgs := make([]string, n)
+	for i := range msgs {
+		msgs[i] = fmt.Sprintf("%02d-", i) + strings.Repeat(string(rune('a'+i%26)), 100<<10+i*977)
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": i + 2, "method": "ping", "params": map[string]any{"message": msgs[i]}})
+		w.Write(body)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r := frame.NewReader(conn, nil, frame.Limits{})
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for want := 1; want <= n+1; {
+		buf, err := r.Read()
+		if err != nil {
+			t.Fatalf("after %d answers: %v", want-1, err)
+		}
+		var m struct {
+			ID     int `json:"id"`
+			Result struct {
+				Message string `json:"message"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(buf.B, &m); err != nil {
+			t.Fatalf("answer %d: %v", want, err)
+		}
+		buf.Release()
+		if m.ID != want {
+			t.Fatalf("answer id %d, want %d", m.ID, want)
+		}
+		if want > 1 && m.Result.Message != "pong: "+msgs[want-2] {
+			t.Fatalf("answer %d: message of %d bytes differs", want, len(m.Result.Message))
+		}
+		want++
+		time.Sleep(5 * time.Millisecond) // a slow reader
+	}
+}
