@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -442,22 +443,25 @@ func routeOf(body []byte, m *frame.Meta) (sid []byte, route router.Route) {
 	return sid, router.Lookup(methodName(body, m), ok)
 }
 
-// methodName returns the message's method, unescaped when it holds an
-// escape (rare: it then allocates).
+// methodName returns the message's method, decoded when it holds an
+// escape or bytes that are not UTF-8 (rare: it then allocates).
 func methodName(body []byte, m *frame.Meta) []byte {
-	if !m.MethodEscaped {
-		return m.Method.Of(body)
+	if v := m.Method.Of(body); !m.MethodEscaped && utf8.Valid(v) {
+		return v
 	}
 	return unquote(body, m.Method)
 }
 
-// sessionID returns the message's params.sessionId, unescaped when needed.
+// sessionID returns the message's params.sessionId, decoded when needed:
+// an escape, or bytes that are not UTF-8, which a JSON decoder (the
+// CLI's, encoding/json) reads as U+FFFD, so the proxy routes the session
+// the backend will see.
 func sessionID(body []byte, m *frame.Meta) ([]byte, bool) {
 	if m.SessionID.Len() == 0 {
 		return nil, false
 	}
-	if !m.SessionIDEscaped {
-		return m.SessionID.Of(body), true
+	if v := m.SessionID.Of(body); !m.SessionIDEscaped && utf8.Valid(v) {
+		return v, true
 	}
 	return unquote(body, m.SessionID), true
 }
