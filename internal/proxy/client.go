@@ -43,7 +43,7 @@ type clientConn struct {
 	// outFrames and outBytes: written to the client and not yet reported
 	// to the metrics (countOut); guarded by wmu.
 	outFrames, outBytes int
-	ob                  *outBuffer // with shared upstreams: w's socket end, which never blocks (see send)
+	ob      *outBuffer // with shared upstreams: w's socket end, which never blocks (see send)
 
 	shutdownOnce sync.Once
 	wg           sync.WaitGroup // upstream readers and the request-timeout loop
