@@ -50,7 +50,7 @@ func fixture(t *testing.T) (*Metrics, *httptest.Server) {
 	p.ClientRefused(RefusedAuth)
 	p.ClientRequest(router.ClassSession)
 	p.FromClient(100)
-	p.ToClient(1, 200)
+	p.ToClient(200)
 	p.ErrorAnswer(-32601)
 	p.ErrorAnswer(7)
 	p.TurnEnded(1500 * time.Millisecond)
@@ -60,7 +60,7 @@ func fixture(t *testing.T) (*Metrics, *httptest.Server) {
 	be := p.Backend(a.Name)
 	be.Request(router.ClassSession)
 	be.Answered(3 * time.Millisecond)
-	be.FromBackend(1, 300)
+	be.FromBackend(300)
 	be.ToBackend(400)
 	m.Health.Check(a.Name, time.Millisecond, nil)
 	m.Health.Check(b.Name, time.Second, errors.New("refused"))
@@ -166,14 +166,14 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	b := p.Backend("10.0.0.1:4321")
 	for name, f := range map[string]func(){
 		"FromClient":    func() { p.FromClient(120) },
-		"ToClient":      func() { p.ToClient(1, 120) },
+		"ToClient":      func() { p.ToClient(120) },
 		"ClientRequest": func() { p.ClientRequest(router.ClassSession) },
 		"ErrorAnswer":   func() { p.ErrorAnswer(-32030); p.ErrorAnswer(12) },
 		"TurnEnded":     func() { p.TurnEnded(time.Second) },
 		"LimitHit":      func() { p.LimitHit(LimitMaxPendingRequests); p.LimitHit("unlisted") },
 		"Request":       func() { b.Request(router.ClassSession) },
 		"Answered":      func() { b.Answered(time.Millisecond) },
-		"FromBackend":   func() { b.FromBackend(1, 4096) },
+		"FromBackend":   func() { b.FromBackend(4096) },
 		"ToBackend":     func() { b.ToBackend(4096) },
 	} {
 		if n := testing.AllocsPerRun(100, f); n != 0 {

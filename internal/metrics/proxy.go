@@ -170,17 +170,12 @@ func (p *Proxy) ClientRequest(class router.Class) {
 // FromClient counts a frame read from a client, of n body bytes.
 func (p *Proxy) FromClient(n int) { p.frame(fromClient, n) }
 
-// ToClient counts frames written to clients, of bytes body bytes in all.
-func (p *Proxy) ToClient(frames, bytes int) { p.framesN(toClient, frames, bytes) }
+// ToClient counts a frame written to a client, of n body bytes.
+func (p *Proxy) ToClient(n int) { p.frame(toClient, n) }
 
 func (p *Proxy) frame(d, n int) {
 	p.frames[d].Inc()
 	p.bytes[d].Add(float64(n))
-}
-
-func (p *Proxy) framesN(d, frames, bytes int) {
-	p.frames[d].Add(float64(frames))
-	p.bytes[d].Add(float64(bytes))
 }
 
 // ErrorAnswer counts an error answer sent to a client.
@@ -207,7 +202,7 @@ func (p *Proxy) TurnBoundaryMove() { p.moves.Inc() }
 type BackendObserver = interface {
 	Request(class router.Class)
 	Answered(took time.Duration)
-	FromBackend(frames, bytes int)
+	FromBackend(n int)
 	ToBackend(n int)
 }
 
@@ -248,8 +243,8 @@ func (b *Backend) Request(class router.Class) {
 // Answered records the time a request waited for the backend's answer.
 func (b *Backend) Answered(took time.Duration) { b.latency.Observe(took.Seconds()) }
 
-// FromBackend counts frames read from the backend, of bytes body bytes in all.
-func (b *Backend) FromBackend(frames, bytes int) { b.p.framesN(fromBackend, frames, bytes) }
+// FromBackend counts a frame read from the backend, of n body bytes.
+func (b *Backend) FromBackend(n int) { b.p.frame(fromBackend, n) }
 
 // ToBackend counts a frame written to the backend, of n body bytes.
 func (b *Backend) ToBackend(n int) { b.p.frame(toBackend, n) }

@@ -40,9 +40,6 @@ type clientConn struct {
 	wmu     sync.Mutex // guards the write side: w and wfailed
 	w       *frame.Writer
 	wfailed bool
-	// outFrames and outBytes: written to the client and not yet reported
-	// to the metrics (countOut); guarded by wmu.
-	outFrames, outBytes int
 	ob      *outBuffer // with shared upstreams: w's socket end, which never blocks (see send)
 
 	shutdownOnce sync.Once
@@ -213,9 +210,6 @@ func (c *clientConn) serve() {
 	if c.ob != nil {
 		c.ob.close()
 	}
-	c.wmu.Lock()
-	c.reportOutLocked()
-	c.wmu.Unlock()
 	c.releaseSessions()
 }
 

@@ -44,9 +44,6 @@ type link struct {
 	r     *frame.Reader // the run goroutine's
 	dirty []*clientConn // the run goroutine's: clients written to since its last flush
 	bcast []*clientConn // the run goroutine's: broadcast's reused list
-	// inFrames, inBytes: read since the last flushDirty, for the metrics
-	// (the run goroutine's).
-	inFrames, inBytes int
 	// listener: the backend's first slot, kept open with PoolLifecycle;
 	// its session.lifecycle notifications go to every client. Set before
 	// run starts, never changed.
@@ -273,8 +270,9 @@ func (l *link) readLoop() {
 			l.fail(err)
 			return
 		}
-		l.inFrames++
-		l.inBytes += len(buf.B)
+		if l.obs != nil {
+			l.obs.FromBackend(len(buf.B))
+		}
 		l.route(buf, &m)
 		if len(l.dirty) >= maxDirty || !l.r.Ready() {
 			l.flushDirty()
@@ -298,10 +296,6 @@ func (l *link) wrote(c *clientConn) {
 // flushDirty flushes what the reader wrote to clients. Reader only; a
 // client's flush never blocks (outBuffer).
 func (l *link) flushDirty() {
-	if l.obs != nil && l.inFrames > 0 {
-		l.obs.FromBackend(l.inFrames, l.inBytes)
-	}
-	l.inFrames, l.inBytes = 0, 0
 	for i, c := range l.dirty {
 		c.flush()
 		l.dirty[i] = nil

@@ -22,11 +22,10 @@ type Observer interface {
 	ClientRefused(reason string)
 	// ClientRequest: a client request of the given method class arrived.
 	ClientRequest(class router.Class)
-	// FromClient: a frame of n body bytes was read from a client. ToClient:
-	// frames of bytes body bytes in all were written to clients (counted
-	// per batch: one call per flush).
+	// FromClient and ToClient: a frame of n body bytes was read from or
+	// written to a client.
 	FromClient(n int)
-	ToClient(frames, bytes int)
+	ToClient(n int)
 	// ErrorAnswer: an error answer with this JSON-RPC code went to a client
 	// (the proxy's own or a backend's).
 	ErrorAnswer(code int)
@@ -53,10 +52,9 @@ type BackendObserver = interface {
 	Request(class router.Class)
 	// Answered: the backend answered a request after took.
 	Answered(took time.Duration)
-	// FromBackend: frames of bytes body bytes in all were read from the
-	// backend (a shared upstream's reader reports per read batch).
-	// ToBackend: a frame of n body bytes was written to it.
-	FromBackend(frames, bytes int)
+	// FromBackend and ToBackend: a frame of n body bytes was read from or
+	// written to the backend.
+	FromBackend(n int)
 	ToBackend(n int)
 }
 

@@ -251,7 +251,7 @@ func (u *upstream) readLoop() {
 			return
 		}
 		if u.obs != nil {
-			u.obs.FromBackend(1, len(buf.B))
+			u.obs.FromBackend(len(buf.B))
 		}
 		// flush: nothing more at hand, so what this reader wrote to the
 		// client goes out after this frame, whether the frame itself is

@@ -65,7 +65,7 @@ func (c *clientConn) sendCopy(body []byte) {
 	if err != nil {
 		c.wfailed = true
 	} else if c.obs != nil {
-		c.obs.ToClient(1, len(body))
+		c.obs.ToClient(len(body))
 	}
 	c.wmu.Unlock()
 	if err != nil {
@@ -76,7 +76,6 @@ func (c *clientConn) sendCopy(body []byte) {
 // flushLocked sends what is buffered; c.wmu is held. The write deadline
 // is c.w's business (see deadlineWriter).
 func (c *clientConn) flushLocked() error {
-	c.reportOutLocked()
 	if c.w.Buffered() == 0 {
 		return nil
 	}
@@ -90,25 +89,13 @@ func writeOut(w *frame.Writer, f *outFrame) error {
 	return w.Write(f.buf.B)
 }
 
-// countOut counts a frame written to the client, for metrics; c.wmu is
-// held. The counts go to the shared counters at the next flush
-// (reportOutLocked): one update per batch, not per frame.
+// countOut counts a frame written to the client, for metrics.
 func (c *clientConn) countOut(f *outFrame) {
 	if c.obs != nil {
 		n := len(f.buf.B)
 		if f.idEnd > 0 {
 			n += len(f.id.Bytes()) - int(f.idEnd-f.idStart)
 		}
-		c.outFrames++
-		c.outBytes += n
-	}
-}
-
-// reportOutLocked passes the frames counted since the last report to the
-// metrics; c.wmu is held.
-func (c *clientConn) reportOutLocked() {
-	if c.outFrames > 0 {
-		c.obs.ToClient(c.outFrames, c.outBytes)
-		c.outFrames, c.outBytes = 0, 0
+		c.obs.ToClient(n)
 	}
 }
