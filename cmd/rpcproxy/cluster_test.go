@@ -9,13 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rpcproxy/rpcproxy/internal/admin"
 	"github.com/rpcproxy/rpcproxy/internal/fakecli"
+	"github.com/rpcproxy/rpcproxy/internal/testlog"
 )
 
 // The test binary doubles as rpcproxy, so multi-process tests run the real
@@ -32,21 +32,12 @@ type process struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the child exited; then err is its Wait result
 	err    error
-	mu     sync.Mutex
-	log    bytes.Buffer
+	log    testlog.Buffer
 }
 
-func (p *process) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.Write(b)
-}
+func (p *process) Write(b []byte) (int, error) { return p.log.Write(b) }
 
-func (p *process) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
+func (p *process) logs() string { return p.log.String() }
 
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()

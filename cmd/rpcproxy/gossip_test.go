@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/rpcproxy/rpcproxy/internal/health"
 	"github.com/rpcproxy/rpcproxy/internal/membership"
 	"github.com/rpcproxy/rpcproxy/internal/router"
+	"github.com/rpcproxy/rpcproxy/internal/testlog"
 )
 
 // gossipTestConfig is a config for in-process gossip on loopback with the
@@ -230,7 +230,7 @@ func TestGossipEncryptionMismatchRefused(t *testing.T) {
 
 // A drain announced by an agent is logged by=agent, not as the operator's.
 func TestGossipDrainLoggedByAgent(t *testing.T) {
-	var out lockedLog
+	var out testlog.Buffer
 	table := router.NewTable(router.RingConfig{})
 	checker := health.New(health.Config{Interval: time.Hour, Logger: hclog.New(&hclog.LoggerOptions{Output: &out})}, table)
 	t.Cleanup(checker.Close)
@@ -242,22 +242,4 @@ func TestGossipDrainLoggedByAgent(t *testing.T) {
 	if want := "backend=127.0.0.1:1 from=up to=draining by=agent"; !strings.Contains(out.String(), want) {
 		t.Fatalf("log lacks %q:\n%s", want, out.String())
 	}
-}
-
-// lockedLog is a log output safe for concurrent writers.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -150,17 +150,10 @@ func (w *Writer) writeVec(p []byte) error {
 	if w.bw == nil || w.bw.Buffered() == 0 {
 		return w.setErr(w.vec.vw.WriteVec(nil, p))
 	}
-	w.vec.tail = p
-	err := w.bw.Flush()
+	w.vec.tail = p // the flush writes it after the buffered bytes
+	err := w.Flush()
 	w.vec.tail = nil
-	if err != nil {
-		w.err = err
-		return err
-	}
-	w.bw.Reset(nil)
-	writeBuffers.Put(w.bw)
-	w.bw = nil
-	return nil
+	return err
 }
 
 // Flush sends everything written so far, and gives the buffer back.

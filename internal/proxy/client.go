@@ -71,8 +71,8 @@ type clientConn struct {
 	// claims the CLI process per connection, so its upstreams are its own
 	// (guarded by mu; written by the reader).
 	dedicated bool
-	dirty     []*upstream // upstreams written since the last flush
-	routeKey  []byte      // spreads this client's queries over the pool
+	dirty     dirtySet[*upstream] // upstreams written since the last flush
+	routeKey  []byte              // spreads this client's queries over the pool
 
 	mu        sync.Mutex     // guards the fields below
 	regs      []registration // replayed on every upstream opened later
@@ -669,25 +669,16 @@ func (c *clientConn) registerS2C(u *upstream, id []byte) rawID {
 	return numericID(pid)
 }
 
-func (c *clientConn) markDirty(u *upstream) {
-	for _, d := range c.dirty {
-		if d == u {
-			return
-		}
-	}
-	c.dirty = append(c.dirty, u)
-}
+func (c *clientConn) markDirty(u *upstream) { c.dirty.add(u) }
 
 // flushUpstreams sends what the reader wrote to upstreams: called when no
 // more client input is at hand, so writes batch under load.
 func (c *clientConn) flushUpstreams() {
-	for i, u := range c.dirty {
+	c.dirty.drain(func(u *upstream) {
 		if err := u.flush(); err != nil {
 			u.fail(err)
 		}
-		c.dirty[i] = nil
-	}
-	c.dirty = c.dirty[:0]
+	})
 }
 
 // paramsOf returns the raw params value of a small request (create/resume),

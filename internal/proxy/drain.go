@@ -128,7 +128,7 @@ func (c *clientConn) closeIfIdle() bool {
 // is, nothing more is written to the client (it is about to close).
 // c.dispatchMu is held, so the reader is between frames.
 func (c *clientConn) idleLocked() bool {
-	if c.pending.Load() > 0 || c.busy.Load() > 0 || len(c.dirty) > 0 {
+	if c.pending.Load() > 0 || c.busy.Load() > 0 || c.dirty.len() > 0 {
 		return false
 	}
 	c.mu.Lock()

@@ -41,9 +41,9 @@ type link struct {
 	openErr error
 
 	conn  net.Conn
-	r     *frame.Reader // the run goroutine's
-	dirty []*clientConn // the run goroutine's: clients written to since its last flush
-	bcast []*clientConn // the run goroutine's: broadcast's reused list
+	r     *frame.Reader         // the run goroutine's
+	dirty dirtySet[*clientConn] // the run goroutine's: clients written to since its last flush
+	bcast []*clientConn         // the run goroutine's: broadcast's reused list
 	// listener: the backend's first slot, kept open with PoolLifecycle;
 	// its session.lifecycle notifications go to every client. Set before
 	// run starts, never changed.
@@ -155,14 +155,7 @@ func (s *Server) dropLink(l *link) {
 func (s *Server) closeLinks() {
 	s.linksMu.Lock()
 	s.linksClosed = true
-	var all []*link
-	for _, ls := range s.links {
-		for _, l := range ls {
-			if l != nil {
-				all = append(all, l)
-			}
-		}
-	}
+	all := s.linksLocked(func(string) bool { return true })
 	s.linksMu.Unlock()
 	for _, l := range all {
 		l.abort(errUpstreamClosed)
@@ -173,10 +166,21 @@ func (s *Server) closeLinks() {
 func (s *Server) linksTo(name string) []*link {
 	s.linksMu.Lock()
 	defer s.linksMu.Unlock()
+	return s.linksLocked(func(n string) bool { return n == name })
+}
+
+// linksLocked lists the links to the backends whose names match accepts;
+// linksMu is held.
+func (s *Server) linksLocked(match func(name string) bool) []*link {
 	var out []*link
-	for _, l := range s.links[name] {
-		if l != nil {
-			out = append(out, l)
+	for name, ls := range s.links {
+		if !match(name) {
+			continue
+		}
+		for _, l := range ls {
+			if l != nil {
+				out = append(out, l)
+			}
 		}
 	}
 	return out
@@ -274,7 +278,7 @@ func (l *link) readLoop() {
 			l.obs.FromBackend(len(buf.B))
 		}
 		l.route(buf, &m)
-		if len(l.dirty) >= maxDirty || !l.r.Ready() {
+		if l.dirty.len() >= maxDirty || !l.r.Ready() {
 			l.flushDirty()
 		}
 	}
@@ -284,24 +288,11 @@ func (l *link) readLoop() {
 const maxDirty = 64
 
 // wrote notes that the reader wrote (unflushed) to c. Reader only.
-func (l *link) wrote(c *clientConn) {
-	for _, x := range l.dirty {
-		if x == c {
-			return
-		}
-	}
-	l.dirty = append(l.dirty, c)
-}
+func (l *link) wrote(c *clientConn) { l.dirty.add(c) }
 
 // flushDirty flushes what the reader wrote to clients. Reader only; a
 // client's flush never blocks (outBuffer).
-func (l *link) flushDirty() {
-	for i, c := range l.dirty {
-		c.flush()
-		l.dirty[i] = nil
-	}
-	l.dirty = l.dirty[:0]
-}
+func (l *link) flushDirty() { l.dirty.drain((*clientConn).flush) }
 
 // maxFanIn bounds the lanes one session's frame is copied to without
 // allocating the list of them.

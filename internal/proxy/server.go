@@ -470,17 +470,7 @@ func (s *Server) abortUnusable() {
 	}
 	// Shared links no client uses at the moment.
 	s.linksMu.Lock()
-	var down []*link
-	for name, ls := range s.links {
-		if s.usable(name) {
-			continue
-		}
-		for _, l := range ls {
-			if l != nil {
-				down = append(down, l)
-			}
-		}
-	}
+	down := s.linksLocked(func(name string) bool { return !s.usable(name) })
 	s.linksMu.Unlock()
 	for _, l := range down {
 		l.abort(errMarkedDown)
